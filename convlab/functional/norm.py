@@ -1,16 +1,24 @@
-"""Batch normalisation over (N,) or (N, H, W) per channel, training and eval modes."""
+"""Batch normalisation per channel over (N,) or (N, H, W), training and eval modes.
+
+Feature maps are handled as a (rows, C) matrix: conv outputs are channels-last in memory, so
+that view is free, and every per-channel statistic is a reduction down contiguous columns.
+"""
 
 from __future__ import annotations
 
 from ..backend import get_array_module
 
 
-def _axes(x):
-    return (0,) if x.ndim == 2 else (0, 2, 3)
-
-
-def _per_channel(v, ndim):
-    return v if ndim == 2 else v[:, None, None]
+def _rows(x):
+    """(M, C) view of x (N, C) or (N, C, H, W) and a function mapping (M, C) back to x's shape."""
+    if x.ndim == 2:
+        return x, lambda r: r
+    n, c, h, w = x.shape
+    x_nhwc = x.transpose(0, 2, 3, 1)  # a view; contiguous when x is channels-last in memory
+    xp = get_array_module(x)
+    rows = x_nhwc.reshape(n * h * w, c) if x_nhwc.flags.c_contiguous else xp.ascontiguousarray(x_nhwc).reshape(
+        n * h * w, c)
+    return rows, lambda r: r.reshape(n, h, w, c).transpose(0, 3, 1, 2)
 
 
 def batch_norm(x, weight, bias, running_mean, running_var, training=True, momentum=0.1, eps=1e-5,
@@ -21,16 +29,16 @@ def batch_norm(x, weight, bias, running_mean, running_var, training=True, moment
     `num_batches_tracked` (already incremented for this batch). Returns (y, cache).
     """
     xp = get_array_module(x)
-    axes = _axes(x)
+    xr, back = _rows(x)
+    m = xr.shape[0]
     if training:
-        m = x.size // x.shape[1]
         if m < 2:
             raise ValueError(
                 f"batch_norm: training needs more than one value per channel, got input shape {x.shape}"
             )
-        mean = x.mean(axis=axes)
-        xc = x - _per_channel(mean, x.ndim)
-        var = (xc * xc).mean(axis=axes)
+        mean = xr.sum(axis=0) / m
+        xc = xr - mean  # (M, C)
+        var = xp.einsum("mc,mc->c", xc, xc) / m
         if running_mean is not None:
             f = (1.0 / max(num_batches_tracked, 1)) if momentum is None else momentum
             running_mean *= 1 - f
@@ -39,27 +47,34 @@ def batch_norm(x, weight, bias, running_mean, running_var, training=True, moment
             running_var += f * (var * (m / (m - 1))).astype(running_var.dtype, copy=False)
     else:
         mean, var = running_mean, running_var
-        xc = x - _per_channel(mean, x.ndim)
+        xc = xr - mean
     inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
-    xhat = xc * _per_channel(inv_std, x.ndim)
-    y = xhat if weight is None else xhat * _per_channel(weight, x.ndim)
+    xhat = xc
+    xhat *= inv_std  # in place: xc is ours
+    if weight is None:
+        y = xhat.copy() if bias is not None else xhat
+    else:
+        y = xhat * weight
     if bias is not None:
-        y = y + _per_channel(bias, x.ndim)
-    return y, (xhat, inv_std, weight, training, bias is not None)
+        y += bias
+    return back(y), (xhat, inv_std, weight, training, bias is not None)
 
 
 def batch_norm_backward(dy, cache):
     """Gradients (dx, dweight, dbias); in training the batch statistics are differentiated too."""
     xhat, inv_std, weight, training, has_bias = cache
-    axes = _axes(dy)
-    nd = dy.ndim
-    dbias = dy.sum(axis=axes) if has_bias else None
-    dweight = (dy * xhat).sum(axis=axes) if weight is not None else None
+    xp = get_array_module(dy)
+    dyr, back = _rows(dy)
+    m = dyr.shape[0]
+    sum_dy = dyr.sum(axis=0)
+    sum_dy_xhat = xp.einsum("mc,mc->c", dyr, xhat)
+    dbias = sum_dy if has_bias else None
+    dweight = sum_dy_xhat if weight is not None else None
     scale = inv_std if weight is None else inv_std * weight  # (C,)
     if not training:
-        return dy * _per_channel(scale, nd), dweight, dbias
-    m = dy.size // dy.shape[1]
-    sum_dy = dbias if has_bias else dy.sum(axis=axes)
-    sum_dy_xhat = dweight if weight is not None else (dy * xhat).sum(axis=axes)
-    dx = (dy - _per_channel(sum_dy / m, nd) - xhat * _per_channel(sum_dy_xhat / m, nd)) * _per_channel(scale, nd)
-    return dx, dweight, dbias
+        return back(dyr * scale), dweight, dbias
+    # dx = scale · (dy − mean(dy) − x̂ · mean(dy · x̂)), as two fused passes over (M, C)
+    dx = xhat * (-sum_dy_xhat / m * scale)
+    dx += dyr * scale
+    dx -= sum_dy / m * scale
+    return back(dx), dweight, dbias

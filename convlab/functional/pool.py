@@ -1,7 +1,8 @@
 """Max, average and global-average pooling with PyTorch's semantics, and their backward passes.
 
-Windows are visited one kernel offset at a time (kh·kw strided views), so there is no loop over
-the batch, the channels or the pixels.
+Pooling works on the channels-last view of the input (conv outputs are channels-last in
+memory) and visits windows one kernel offset at a time (kh·kw strided views): no loop over the
+batch, the channels or the pixels.
 """
 
 from __future__ import annotations
@@ -25,58 +26,69 @@ def _geometry(x_shape, kernel_size, stride, padding, ceil_mode, name):
     sh, sw = _pair(stride if stride is not None else (kh, kw), "stride")
     ph, pw = _pair(padding, "padding")
     if ph > kh // 2 or pw > kw // 2:
-        raise ValueError(
-            f"{name}: padding {(ph, pw)} must be at most half the kernel size {(kh, kw)}"
-        )
+        raise ValueError(f"{name}: padding {(ph, pw)} must be at most half the kernel size {(kh, kw)}")
     n, c, h, w = x_shape
     ho = pool_output_size(h, kh, sh, ph, 1, ceil_mode)
     wo = pool_output_size(w, kw, sw, pw, 1, ceil_mode)
     if ho < 1 or wo < 1:
-        raise ValueError(
-            f"{name}: kernel {(kh, kw)} with padding {(ph, pw)} is larger than the input {(h, w)}"
-        )
+        raise ValueError(f"{name}: kernel {(kh, kw)} with padding {(ph, pw)} is larger than the input {(h, w)}")
     # Extent of the padded buffer: every window must fit, ceil-mode windows included.
     hb = max(h + 2 * ph, (ho - 1) * sh + kh)
     wb = max(w + 2 * pw, (wo - 1) * sw + kw)
     return (kh, kw), (sh, sw), (ph, pw), (ho, wo), (hb, wb)
 
 
-def _windows(xb, k, s, out):
-    """Yield (i, j, view) for each kernel offset: view is (N, C, Ho, Wo)."""
+def _offsets(xb, k, s, out):
+    """Yield each kernel offset's (N, Ho, Wo, C) view of a padded NHWC buffer."""
     (kh, kw), (sh, sw), (ho, wo) = k, s, out
     for i in range(kh):
         for j in range(kw):
-            yield i, j, xb[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+            yield xb[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :]
+
+
+def _padded_nhwc(x, p, hb, wb, fill):
+    """x as an (N, Hb, Wb, C) buffer with `fill` around it (a view when nothing is added)."""
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    x_nhwc = x.transpose(0, 2, 3, 1)
+    if p == (0, 0) and hb <= h and wb <= w:
+        return x_nhwc
+    xb = xp.full((n, hb, wb, c), fill, dtype=x.dtype)
+    xb[:, p[0]:p[0] + h, p[1]:p[1] + w, :] = x_nhwc
+    return xb
+
+
+def _crop_nchw(dxb, p, h, w):
+    return dxb[:, p[0]:p[0] + h, p[1]:p[1] + w, :].transpose(0, 3, 1, 2)
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     """Max pooling of x (N, C, H, W). Padding counts as -inf; ties go to the first offset."""
     xp = get_array_module(x)
     k, s, p, out, (hb, wb) = _geometry(x.shape, kernel_size, stride, padding, ceil_mode, "max_pool2d")
-    n, c, h, w = x.shape
-    xb = xp.full((n, c, hb, wb), -xp.inf, dtype=x.dtype)
-    xb[:, :, p[0]:p[0] + h, p[1]:p[1] + w] = x
-    y = None
-    idx = xp.zeros((n, c) + out, dtype=xp.int8 if k[0] * k[1] < 128 else xp.int32)
-    for i, j, v in _windows(xb, k, s, out):
-        if y is None:
-            y = v.copy()
-            continue
-        better = v > y
-        xp.copyto(y, v, where=better)
-        xp.copyto(idx, i * k[1] + j, where=better, casting="unsafe")
-    return y, (idx, x.shape, k, s, p, out, (hb, wb))
+    xb = _padded_nhwc(x, p, hb, wb, -xp.inf)
+    views = _offsets(xb, k, s, out)
+    y = next(views).copy()  # (N, Ho, Wo, C)
+    for v in views:
+        xp.maximum(y, v, out=y)
+    return y.transpose(0, 3, 1, 2), (xb, y, x.shape, k, s, p, out)
 
 
 def max_pool2d_backward(dy, cache):
-    """Route each output gradient to the input position that won its window."""
-    idx, x_shape, k, s, p, out, (hb, wb) = cache
+    """Route each output gradient to the first input position that holds its window's max."""
+    xb, y, x_shape, k, s, p, out = cache
     xp = get_array_module(dy)
     n, c, h, w = x_shape
-    dxb = xp.zeros((n, c, hb, wb), dtype=dy.dtype)
-    for i, j, v in _windows(dxb, k, s, out):
-        v += xp.where(idx == i * k[1] + j, dy, 0)
-    return dxb[:, :, p[0]:p[0] + h, p[1]:p[1] + w]
+    dy_nhwc = dy.transpose(0, 2, 3, 1)
+    dxb = xp.zeros(xb.shape, dtype=dy.dtype)
+    open_ = xp.ones(y.shape, dtype=bool)  # windows whose max has not been claimed yet
+    hit = xp.empty(y.shape, dtype=bool)
+    for v, d in zip(_offsets(xb, k, s, out), _offsets(dxb, k, s, out)):
+        xp.equal(v, y, out=hit)
+        hit &= open_
+        open_ &= ~hit
+        d += dy_nhwc * hit
+    return _crop_nchw(dxb, p, h, w)
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
@@ -84,32 +96,31 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     xp = get_array_module(x)
     k, s, p, out, (hb, wb) = _geometry(x.shape, kernel_size, stride, padding, ceil_mode, "avg_pool2d")
     n, c, h, w = x.shape
-    xb = xp.zeros((n, c, hb, wb), dtype=x.dtype)
-    xb[:, :, p[0]:p[0] + h, p[1]:p[1] + w] = x
+    xb = _padded_nhwc(x, p, hb, wb, 0)
     # Divisor per output position: the window's cells inside the padded input (or the input).
-    ones = xp.zeros((1, 1, hb, wb), dtype=x.dtype)
+    ones = xp.zeros((1, hb, wb, 1), dtype=x.dtype)
     if count_include_pad:
-        ones[:, :, :h + 2 * p[0], :w + 2 * p[1]] = 1
+        ones[:, :h + 2 * p[0], :w + 2 * p[1]] = 1
     else:
-        ones[:, :, p[0]:p[0] + h, p[1]:p[1] + w] = 1
-    y = xp.zeros((n, c) + out, dtype=x.dtype)
-    count = xp.zeros((1, 1) + out, dtype=x.dtype)
-    for (_, _, v), (_, _, o) in zip(_windows(xb, k, s, out), _windows(ones, k, s, out)):
+        ones[:, p[0]:p[0] + h, p[1]:p[1] + w] = 1
+    y = xp.zeros((n,) + out + (c,), dtype=x.dtype)
+    count = xp.zeros((1,) + out + (1,), dtype=x.dtype)
+    for v, o in zip(_offsets(xb, k, s, out), _offsets(ones, k, s, out)):
         y += v
         count += o
     y /= count
-    return y, (count, x.shape, k, s, p, out, (hb, wb))
+    return y.transpose(0, 3, 1, 2), (count, x.shape, k, s, p, out, (hb, wb))
 
 
 def avg_pool2d_backward(dy, cache):
     count, x_shape, k, s, p, out, (hb, wb) = cache
     xp = get_array_module(dy)
     n, c, h, w = x_shape
-    g = dy / count
-    dxb = xp.zeros((n, c, hb, wb), dtype=dy.dtype)
-    for _, _, v in _windows(dxb, k, s, out):
-        v += g
-    return dxb[:, :, p[0]:p[0] + h, p[1]:p[1] + w]
+    g = dy.transpose(0, 2, 3, 1) / count
+    dxb = xp.zeros((n, hb, wb, c), dtype=dy.dtype)
+    for d in _offsets(dxb, k, s, out):
+        d += g
+    return _crop_nchw(dxb, p, h, w)
 
 
 def global_avg_pool2d(x):
@@ -120,4 +131,6 @@ def global_avg_pool2d(x):
 def global_avg_pool2d_backward(dy, cache):
     xp = get_array_module(dy)
     n, c, h, w = cache
-    return xp.broadcast_to((dy / (h * w))[:, :, None, None], (n, c, h, w)).copy()
+    dx = xp.empty((n, h, w, c), dtype=dy.dtype)  # channels-last, like the conv outputs
+    dx[...] = (dy / (h * w))[:, None, None, :]
+    return dx.transpose(0, 3, 1, 2)

@@ -24,6 +24,13 @@ from .layers import (
 from .module import Module, Sequential
 
 
+def _sum_grads(a, b):
+    """Add two gradient contributions; None (a layer fed by the data itself) means not needed."""
+    if a is None or b is None:
+        return None
+    return a + b
+
+
 class BasicConv2d(Module):
     """Convolution (no bias) → batch norm → ReLU, with torchvision's names `conv`, `bn`.
 
@@ -160,7 +167,7 @@ class BasicBlock(_Residual):
         if "se" in self._modules:
             d = self.se.backward(d)
         d = self.conv1.backward(self.bn1.backward(self.relu.backward(self.conv2.backward(self.bn2.backward(d)))))
-        return d if dx_short is None else d + dx_short
+        return d if not self.residual else _sum_grads(d, dx_short)
 
 
 class Bottleneck(_Residual):
@@ -192,7 +199,7 @@ class Bottleneck(_Residual):
         d = self.relu2.backward(self.conv3.backward(self.bn3.backward(d)))
         d = self.relu1.backward(self.conv2.backward(self.bn2.backward(d)))
         d = self.conv1.backward(self.bn1.backward(d))
-        return d if dx_short is None else d + dx_short
+        return d if not self.residual else _sum_grads(d, dx_short)
 
 
 class Concat(Module):
@@ -214,7 +221,7 @@ class Concat(Module):
         dx, start = None, 0
         for m, c in zip(self._modules.values(), widths):
             g = m.backward(dy[:, start:start + c])
-            dx = g if dx is None else dx + g
+            dx = g if start == 0 else _sum_grads(dx, g)
             start += c
         return dx
 
@@ -278,7 +285,7 @@ class DenseLayer(Module):
             d = self.dropout.backward(d)
         d = self.norm2.backward(self.relu2.backward(self.conv2.backward(d)))
         d = self.norm1.backward(self.relu1.backward(self.conv1.backward(d)))
-        return dy[:, :c] + d
+        return _sum_grads(dy[:, :c], d)
 
 
 class DenseBlock(Sequential):

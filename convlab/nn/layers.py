@@ -48,6 +48,7 @@ class Conv2d(Module):
         self.padding = padding if isinstance(padding, str) else _pair(padding, "padding")
         self._pads = resolve_padding(self.padding, self.kernel_size, self.stride, self.dilation)
         self.groups = groups
+        self.input_grad = True  # set False on a network's first layer (see Module.skip_input_grad)
         self.weight = Parameter(_empty(out_channels, in_channels // groups, *self.kernel_size))
         self.bias = Parameter(_empty(out_channels)) if bias else None
         init.default_init_(self.weight, self.bias)
@@ -87,7 +88,7 @@ class Conv2d(Module):
         return y
 
     def backward(self, dy):
-        dx, dw, db = F.conv2d_backward(dy, self._need_cache())
+        dx, dw, db = F.conv2d_backward(dy, self._need_cache(), need_dx=self.input_grad)
         self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(db)
@@ -238,7 +239,8 @@ class _BatchNorm(Module):
             x, None if self.weight is None else self.weight.data,
             None if self.bias is None else self.bias.data,
             self.running_mean, self.running_var, training=use_batch, momentum=self.momentum, eps=self.eps,
-            num_batches_tracked=int(self.num_batches_tracked) if self.momentum is None else 0)
+            num_batches_tracked=int(self.num_batches_tracked)
+            if self.momentum is None and self.track_running_stats else 0)
         return y
 
     def backward(self, dy):

@@ -259,6 +259,34 @@ class Module:
     def float(self):
         return self.to(dtype=np.float32)
 
+    def skip_input_grad(self, example):
+        """Stop computing the gradient with respect to the network's input (the data), which
+        training never uses: runs `example` through the model once and marks the layers that
+        receive the input array itself. Afterwards `backward` returns None. Returns their names."""
+        hits, handles = [], []
+
+        def check(module, inputs, output):
+            if inputs and inputs[0] is example and hasattr(module, "input_grad"):
+                hits.append(module)
+
+        names = {id(m): n for n, m in self.named_modules()}
+        modes = {id(m): m.training for m in self.modules()}
+        for m in self.modules():
+            if hasattr(m, "input_grad"):
+                handles.append(m.register_forward_hook(check))
+        self.eval()  # no running-statistics update from this probe
+        try:
+            self.forward(example)
+        finally:
+            for h in handles:
+                h.remove()
+            for m in self.modules():
+                object.__setattr__(m, "training", modes[id(m)])
+            self.clear_cache()
+        for m in hits:
+            m.input_grad = False
+        return [names[id(m)] for m in hits]
+
     def num_parameters(self, trainable_only=False):
         return sum(int(p.size) for p in self.parameters() if p.requires_grad or not trainable_only)
 

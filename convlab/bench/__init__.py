@@ -1,0 +1,1 @@
+"""Benchmarks that print tables of convlab against PyTorch, measured in one process."""

@@ -1,0 +1,33 @@
+"""Interleaved timing: run each contender in turn, several rounds, and report medians."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+
+def interleaved_medians(fns: dict, warmup=2, rounds=7, min_seconds=0.0):
+    """Call each function `warmup` times, then `rounds` rounds in turn; median seconds per call."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in fns}
+    start = time.perf_counter()
+    r = 0
+    while r < rounds or time.perf_counter() - start < min_seconds:
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+        r += 1
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def table(headers, rows):
+    """Format rows as a plain fixed-width text table."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    line = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    out = [line(cells[0]), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in cells[1:]]
+    return "\n".join(out)
