@@ -127,6 +127,15 @@ class _RNG:
     def seed(self, seed: int) -> None:
         self._np = np.random.default_rng(seed)
         self._seed = seed
+        self._gpu = None
+
+    def _device_generator(self):
+        """A CuPy generator seeded from the host one, for large draws (dropout masks) on the GPU."""
+        if self._gpu is None:
+            import cupy
+
+            self._gpu = cupy.random.default_rng(int(self._np.integers(2**63)))
+        return self._gpu
 
     @property
     def numpy(self) -> np.random.Generator:
@@ -148,8 +157,11 @@ class _RNG:
         return asarray(a)
 
     def random(self, size, dtype=None):
-        a = self._np.random(size, dtype=np.float32 if (dtype or default_dtype()) == np.float32 else np.float64)
-        return asarray(a)
+        """Uniform [0, 1) draws on the current device (drawn there directly on the GPU)."""
+        dt = np.float32 if np.dtype(dtype or default_dtype()) == np.float32 else np.float64
+        if device() == "gpu":
+            return self._device_generator().random(size, dtype=dt)
+        return self._np.random(size, dtype=dt)
 
     def permutation(self, n):
         return self._np.permutation(n)

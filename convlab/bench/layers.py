@@ -45,12 +45,12 @@ def main(argv=None):
         dyl = dy[:, :, : y0.shape[2], : y0.shape[3]].copy()
         dyt = torch.from_numpy(dyl)
 
-        def step_convlab():
+        def step_convlab(conv=conv, dyl=dyl):
             conv.zero_grad()
             conv(x)
             conv.backward(dyl)
 
-        def step_torch():
+        def step_torch(tconv=tconv, xt=xt, dyt=dyt):
             tconv.zero_grad()
             xt.grad = None
             tconv(xt).backward(dyt)
@@ -58,7 +58,8 @@ def main(argv=None):
         t = interleaved_medians({"convlab": step_convlab, "torch": step_torch}, rounds=args.rounds)
         rows.append([label, f"{t['convlab'] * 1e3:.1f}", f"{t['torch'] * 1e3:.1f}",
                      f"{t['convlab'] / t['torch']:.2f}"])
-    print(f"forward+backward, batch {n}x{c}x{h}x{w}, float32, {args.threads} threads, median of {args.rounds}")
+    print(f"forward+backward, batch {n}x{c}x{h}x{w}, float32, {args.threads} threads, "
+          f"median of {args.rounds}")
     print(table(["layer", "convlab ms", "torch ms", "convlab/torch time"], rows))
 
 

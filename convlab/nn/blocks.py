@@ -213,6 +213,12 @@ class Concat(Module):
     def forward(self, x):
         xp = backend.get_array_module(x)
         outs = [m(x) for m in self._modules.values()]
+        sizes = {name: o.shape[2:] for name, o in zip(self._modules, outs)}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(
+                f"{type(self).__name__}: every branch must keep the same spatial size to be "
+                f"concatenated, got {sizes} for input {tuple(x.shape)}"
+            )
         self._cache = [o.shape[1] for o in outs]
         return xp.concatenate(outs, axis=1)
 

@@ -233,14 +233,18 @@ class _BatchNorm(Module):
         _check_rank(name, x, self._ndim, "(N, C, H, W)" if self._ndim == 4 else "(N, C)")
         _check_channels(name, x, self.num_features)
         use_batch = self.training or not self.track_running_stats
-        if self.training and self.track_running_stats:
+        counting = self.training and self.track_running_stats
+        tracked = int(self.num_batches_tracked) + 1 if counting and self.momentum is None else 0
+        try:
+            y, self._cache = F.batch_norm(
+                x, None if self.weight is None else self.weight.data,
+                None if self.bias is None else self.bias.data,
+                self.running_mean, self.running_var, training=use_batch, momentum=self.momentum, eps=self.eps,
+                num_batches_tracked=tracked)
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
+        if counting:
             self.num_batches_tracked += 1
-        y, self._cache = F.batch_norm(
-            x, None if self.weight is None else self.weight.data,
-            None if self.bias is None else self.bias.data,
-            self.running_mean, self.running_var, training=use_batch, momentum=self.momentum, eps=self.eps,
-            num_batches_tracked=int(self.num_batches_tracked)
-            if self.momentum is None and self.track_running_stats else 0)
         return y
 
     def backward(self, dy):

@@ -1,0 +1,1 @@
+"""Tests of the stateless forward/backward pairs in `convlab.functional`."""

@@ -1,0 +1,230 @@
+"""On a CUDA GPU, every layer and block computes what it computes on the CPU: the same weights and
+inputs run through CuPy and through NumPy give the same output, input gradient, parameter
+gradients and buffers (float32, norm-relative error < 1e-4), with convlab's CUDA fast paths on and
+off; a few are also checked against PyTorch on the GPU.
+
+Skipped (at collection) where CuPy is missing or sees no GPU. Runs from a plain checkout, without
+installing convlab: `PYTHONPATH=. python -m pytest tests/gpu`.
+"""
+
+import copy
+
+import numpy as np
+import pytest
+
+pytest.importorskip("cupy", reason="the GPU tests need CuPy")
+
+from convlab import backend, nn  # noqa: E402
+
+if not backend.gpu_available():
+    pytest.skip("CuPy is installed but sees no usable CUDA GPU", allow_module_level=True)
+
+import cupy  # noqa: E402
+
+from tests.agreement import (  # noqa: E402
+    BLOCK_CASES,
+    LAYER_CASES,
+    assert_agrees,
+    batch_norm_case,
+    conv2d_case,
+    max_pool2d_case,
+    normal,
+    upstream_gradient,
+)
+from tests.gradcheck import randomize_batch_norm  # noqa: E402
+
+pytestmark = pytest.mark.gpu
+
+SEEDS = range(12)
+
+
+@pytest.fixture(params=["fast paths", "functional on CuPy"])
+def gpu(request):
+    """Run on the GPU, with convlab's CUDA fast paths on or off, and float32 products without TF32."""
+    from convlab import kernels
+
+    was_enabled, was_tf32 = kernels.enabled(), kernels.tf32_enabled()
+    kernels.enable(request.param == "fast paths")
+    kernels.set_tf32(False)
+    yield request.param
+    kernels.enable(was_enabled)
+    kernels.set_tf32(was_tf32)
+    backend.use("cpu")
+
+
+def on_gpu_like(a, reference):
+    """Copy host array `a` to the GPU with the memory layout (C-order or channels-last) of `reference`."""
+    if a.ndim == 4 and not reference.flags.c_contiguous:
+        return cupy.ascontiguousarray(cupy.asarray(a).transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    return cupy.asarray(a)
+
+
+def forward_backward(model, x, dy):
+    """One pass: (output, input gradient, {name: parameter gradient}, state_dict afterwards)."""
+    for p in model.parameters():
+        p.grad = None
+    y = model(x)
+    dx = model.backward(dy)
+    return y, dx, {name: p.grad for name, p in model.named_parameters()}, model.state_dict()
+
+
+def assert_same_pass(cpu_model, gpu_model, x, rng, what):
+    """Run one pass of each model on the same input and dy (drawn from `rng`); compare every result."""
+    backend.use("cpu")
+    y = cpu_model(x)
+    dy = upstream_gradient(y.shape, rng, y)
+    dx = cpu_model.backward(dy)
+    grads = {name: p.grad for name, p in cpu_model.named_parameters()}
+    state = cpu_model.state_dict()
+    backend.use("gpu")
+    gy, gdx, ggrads, gstate = forward_backward(gpu_model, cupy.asarray(x), on_gpu_like(dy, dy))
+    backend.use("cpu")
+    assert isinstance(gy, cupy.ndarray), f"{what}: the GPU model returned {type(gy).__name__}"
+    assert_agrees(gy, y, f"{what}: output")
+    assert_agrees(gdx, dx, f"{what}: input gradient")
+    for name, grad in grads.items():
+        assert_agrees(ggrads[name], grad, f"{what}: gradient of {name!r}")
+    assert list(gstate) == list(state), f"{what}: state_dict keys differ between devices"
+    for name, value in state.items():
+        assert_agrees(gstate[name], value, f"{what}: {name} after the pass")
+
+
+def assert_gpu_matches_cpu(model, x, rng, what):
+    """A copy of `model` on the GPU does what `model` does on the CPU, for one pass."""
+    gpu_model = copy.deepcopy(model).to("gpu")
+    for p in model.parameters():
+        p.grad = None
+    assert_same_pass(model, gpu_model, x, rng, what)
+
+
+@pytest.mark.parametrize("layer", LAYER_CASES)
+def test_layer_on_gpu_matches_numpy(layer, gpu):
+    for seed in SEEDS:
+        rng = np.random.default_rng(seed)
+        backend.use("cpu")
+        backend.manual_seed(seed)
+        case = LAYER_CASES[layer](rng)
+        assert_gpu_matches_cpu(case.model, case.x, rng, f"{gpu}, seed {seed}, {case.what}")
+
+
+@pytest.mark.parametrize("block", BLOCK_CASES)
+def test_block_on_gpu_matches_numpy(block, gpu):
+    for seed in SEEDS:
+        rng = np.random.default_rng(seed)
+        backend.use("cpu")
+        backend.manual_seed(seed)
+        case = BLOCK_CASES[block](rng)
+        randomize_batch_norm(case.model, rng)
+        what = f"{gpu}, seed {seed}, {case.what} on {case.x.shape}"
+        if rng.random() < 0.3:
+            case.model.eval()
+            what += " in eval mode"
+        assert_gpu_matches_cpu(case.model, case.x, rng, what)
+
+
+def test_batch_norm_on_gpu_matches_numpy_over_training_passes_then_eval(gpu):
+    for seed in SEEDS:
+        rng = np.random.default_rng(seed)
+        backend.use("cpu")
+        case = batch_norm_case(rng)
+        randomize_batch_norm(case.model, rng)
+        gpu_model = copy.deepcopy(case.model).to("gpu")
+        for step, mode in enumerate(["train", "train", "train", "eval"]):
+            case.model.train(mode == "train")
+            gpu_model.train(mode == "train")
+            for p in case.model.parameters():
+                p.grad = None
+            x = case.x if step == 0 else normal(rng, case.x.shape, 2.0) + np.float32(rng.normal())
+            what = f"{gpu}, seed {seed}, {case.what}, pass {step + 1}"
+            assert_same_pass(case.model, gpu_model, x, rng, what)
+
+
+def test_cross_entropy_on_gpu_matches_numpy(gpu):
+    for seed in SEEDS:
+        rng = np.random.default_rng(seed)
+        n, k = int(rng.integers(1, 9)), int(rng.integers(2, 11))
+        smoothing = 0.0 if seed % 4 == 0 else float(rng.uniform(0.0, 0.5))
+        logits = normal(rng, (n, k), scale=3.0)
+        labels = rng.integers(0, k, n)
+        what = f"{gpu}, seed {seed}, CrossEntropyLoss(label_smoothing={smoothing}) on {logits.shape}"
+        backend.use("cpu")
+        criterion = nn.CrossEntropyLoss(smoothing)
+        loss, dlogits = criterion(logits, labels), criterion.backward(1.5)
+        backend.use("gpu")
+        gloss = criterion(cupy.asarray(logits), cupy.asarray(labels))
+        gdlogits = criterion.backward(1.5)
+        assert_agrees(gloss, loss, f"{what}: loss")
+        assert_agrees(gdlogits, dlogits, f"{what}: gradient of the logits")
+        backend.use("cpu")
+
+
+def test_dropout_on_gpu_drops_about_p_and_backward_reuses_the_mask(gpu):
+    backend.use("gpu")
+    drop = nn.Dropout(0.3)
+    x = cupy.ones((256, 256), dtype=cupy.float32)
+    y = drop(x)
+    dropped = float((y == 0).mean())
+    assert abs(dropped - 0.3) < 0.01
+    cupy.testing.assert_allclose(y[y != 0], 1 / 0.7, rtol=1e-6)
+    cupy.testing.assert_array_equal(drop.backward(x), y)
+
+
+def test_dropout_on_gpu_is_repeatable_under_manual_seed(gpu):
+    backend.use("gpu")
+    x = cupy.ones((64, 64), dtype=cupy.float32)
+    backend.manual_seed(5)
+    a = nn.Dropout(0.5)(x)
+    backend.manual_seed(5)
+    b = nn.Dropout(0.5)(x)
+    cupy.testing.assert_array_equal(a, b)
+
+
+def test_model_moves_to_gpu_and_back_without_changing_its_state():
+    backend.use("cpu")
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    before = model.state_dict()
+    model.to("gpu")
+    assert all(isinstance(p.data, cupy.ndarray) for p in model.parameters())
+    assert isinstance(model[1].running_mean, cupy.ndarray)
+    model.to("cpu")
+    assert all(isinstance(p.data, np.ndarray) for p in model.parameters())
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+
+
+# -- against PyTorch on the GPU ----------------------------------------------------------------
+@pytest.fixture
+def torch_cuda():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("PyTorch cannot use CUDA here")
+    return torch
+
+
+TORCH_CASES = {
+    "Conv2d": conv2d_case,
+    "MaxPool2d": max_pool2d_case,
+    "BatchNorm": batch_norm_case,
+    "BasicBlock": BLOCK_CASES["BasicBlock"],
+    "Bottleneck": BLOCK_CASES["Bottleneck"],
+    "Inception": BLOCK_CASES["Inception"],
+    "DepthwiseSeparableConv": BLOCK_CASES["DepthwiseSeparableConv"],
+}
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+@pytest.mark.parametrize("name", TORCH_CASES)
+def test_gpu_matches_pytorch_on_cuda(name, gpu, torch_cuda):
+    from tests.torch_reference import assert_same_as_torch
+
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        backend.use("cpu")
+        backend.manual_seed(seed)
+        case = TORCH_CASES[name](rng)
+        randomize_batch_norm(case.model, rng)
+        backend.use("gpu")
+        case.model.to("gpu")
+        assert_same_as_torch(case.model, case.twin(), cupy.asarray(case.x), rng,
+                             f"{gpu}, seed {seed}, {case.what} on {case.x.shape}", device="cuda")
+        backend.use("cpu")

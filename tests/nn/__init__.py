@@ -1,0 +1,1 @@
+"""Tests of `convlab.nn`: modules, layers and blocks."""
