@@ -8,7 +8,9 @@ back one kernel offset at a time, GEMM then strided add, so there is no col2im s
 
 from __future__ import annotations
 
+from .. import kernels
 from ..backend import get_array_module
+from .linear import column_sum
 from .workspace import scratch
 
 
@@ -133,6 +135,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     y is (N, O, Ho, Wo). Its memory is channels-last (a transposed view), which makes the next
     layer's im2col a plain strided copy; NumPy/CuPy elementwise ops keep that layout.
     """
+    if kernels.accepts(x, weight):  # CuPy fast path; this function is its reference
+        return kernels.conv2d(x, weight, bias, stride, padding, dilation, groups)
     xp = get_array_module(x)
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     pads, _, (ho, wo) = _geometry(x.shape, weight.shape, stride, padding, dilation)
@@ -173,6 +177,9 @@ def conv2d_backward(dy, cache, need_dx=True):
     need_dx=False skips the input gradient (dx is None): the first layer of a network, whose
     input is the data, has no use for it.
     """
+    if kernels.owns(cache):
+        dx, dw, db = kernels.conv2d_backward(dy, cache)
+        return (dx if need_dx else None), dw, db
     x_pad, weight, x_shape, pads, stride, dilation, groups, has_bias = cache
     xp = get_array_module(dy)
     n, c, h, w = x_shape
@@ -183,7 +190,7 @@ def conv2d_backward(dy, cache, need_dx=True):
     geom = ((kh, kw), stride, dilation, (ho, wo))
     dy_nhwc = dy.transpose(0, 2, 3, 1)
     dy_mat = dy_nhwc.reshape(m, o)  # (M, O); free when dy is channels-last
-    db = dy_mat.sum(axis=0) if has_bias else None
+    db = column_sum(dy_mat) if has_bias else None
 
     if _is_pointwise(weight.shape, pads, stride, groups):
         dw = (dy_mat.T @ x_pad.reshape(m, c)).reshape(o, c, 1, 1)
@@ -200,7 +207,7 @@ def conv2d_backward(dy, cache, need_dx=True):
         for k in range(kh * kw):
             xv = _offset_view(x_pad, k // kw, k % kw, stride, dilation, (ho, wo))
             xp.multiply(dy_nhwc, xv, out=tmp)
-            dw[:, k] = tmp.reshape(m, c).sum(axis=0)
+            dw[:, k] = column_sum(tmp.reshape(m, c))
             if not need_dx:
                 continue
             xp.multiply(dy_nhwc, w_dw[:, k], out=tmp)

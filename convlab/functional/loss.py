@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import kernels
 from ..backend import get_array_module
 
 
@@ -22,6 +23,8 @@ def softmax_cross_entropy(logits, labels, label_smoothing=0.0):
 
     With smoothing ε the target is (1-ε)·onehot + ε/K, as in PyTorch's CrossEntropyLoss.
     """
+    if kernels.accepts(logits):
+        return kernels.softmax_cross_entropy(logits, labels, label_smoothing)
     xp = get_array_module(logits)
     n, k = logits.shape
     logp = log_softmax(logits)
@@ -36,6 +39,8 @@ def softmax_cross_entropy(logits, labels, label_smoothing=0.0):
 
 def softmax_cross_entropy_backward(cache, dloss=1.0):
     """Gradient of the mean loss with respect to the logits: (softmax − target) / N."""
+    if kernels.owns(cache):
+        return kernels.softmax_cross_entropy_backward(cache, dloss)
     logp, labels, eps = cache
     xp = get_array_module(logp)
     n, k = logp.shape

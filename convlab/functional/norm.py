@@ -6,7 +6,9 @@ that view is free, and every per-channel statistic is a reduction down contiguou
 
 from __future__ import annotations
 
+from .. import kernels
 from ..backend import get_array_module
+from .linear import column_sum
 
 
 def _rows(x):
@@ -28,6 +30,9 @@ def batch_norm(x, weight, bias, running_mean, running_var, training=True, moment
     momentum=None uses a cumulative average (PyTorch's convention), which needs
     `num_batches_tracked` (already incremented for this batch). Returns (y, cache).
     """
+    if kernels.accepts(x):
+        return kernels.batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                                  num_batches_tracked)
     xp = get_array_module(x)
     xr, back = _rows(x)
     m = xr.shape[0]
@@ -36,7 +41,7 @@ def batch_norm(x, weight, bias, running_mean, running_var, training=True, moment
             raise ValueError(
                 f"batch_norm: training needs more than one value per channel, got input shape {x.shape}"
             )
-        mean = xr.sum(axis=0) / m
+        mean = column_sum(xr) / m
         xc = xr - mean  # (M, C)
         var = xp.einsum("mc,mc->c", xc, xc) / m
         if running_mean is not None:
@@ -62,11 +67,13 @@ def batch_norm(x, weight, bias, running_mean, running_var, training=True, moment
 
 def batch_norm_backward(dy, cache):
     """Gradients (dx, dweight, dbias); in training the batch statistics are differentiated too."""
+    if kernels.owns(cache):
+        return kernels.batch_norm_backward(dy, cache)
     xhat, inv_std, weight, training, has_bias = cache
     xp = get_array_module(dy)
     dyr, back = _rows(dy)
     m = dyr.shape[0]
-    sum_dy = dyr.sum(axis=0)
+    sum_dy = column_sum(dyr)
     sum_dy_xhat = xp.einsum("mc,mc->c", dyr, xhat)
     dbias = sum_dy if has_bias else None
     dweight = sum_dy_xhat if weight is not None else None

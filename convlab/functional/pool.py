@@ -7,6 +7,7 @@ batch, the channels or the pixels.
 
 from __future__ import annotations
 
+from .. import kernels
 from ..backend import get_array_module
 from .conv import _pair
 
@@ -64,6 +65,8 @@ def _crop_nchw(dxb, p, h, w):
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     """Max pooling of x (N, C, H, W). Padding counts as -inf; ties go to the first offset."""
+    if kernels.accepts(x):
+        return kernels.max_pool2d(x, kernel_size, stride, padding, ceil_mode)
     xp = get_array_module(x)
     k, s, p, out, (hb, wb) = _geometry(x.shape, kernel_size, stride, padding, ceil_mode, "max_pool2d")
     xb = _padded_nhwc(x, p, hb, wb, -xp.inf)
@@ -76,6 +79,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
 
 def max_pool2d_backward(dy, cache):
     """Route each output gradient to the first input position that holds its window's max."""
+    if kernels.owns(cache):
+        return kernels.max_pool2d_backward(dy, cache)
     xb, y, x_shape, k, s, p, out = cache
     xp = get_array_module(dy)
     n, c, h, w = x_shape

@@ -1,0 +1,216 @@
+"""One launch updates every parameter: fused SGD and Adam/AdamW steps, and zeroing many arrays.
+
+The arrays of a step are described to the kernel by device tables of pointers, sizes and chunks
+(4096 elements each; block b handles chunk b). A table is built on the host once and reused while
+the same arrays come back (the usual case: parameters, gradients and optimiser buffers live for
+the whole run), so a step is one launch and no host-device traffic. The update rules are
+`convlab.optim`'s (PyTorch's), which are the reference the tests compare with; the optimiser's
+per-parameter state dicts are used as they are ("momentum_buffer", "exp_avg", "exp_avg_sq").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .build import f64, i32, kernel, register
+
+CHUNK = 4096
+_TABLES: dict = {}
+_MAX_TABLES = 16
+
+OPTIM_SOURCE = register("optim", r"""
+#define CHUNK 4096
+
+// Chunk blockIdx.x of tensor chunk_tensor[b]: its element range.
+__device__ __forceinline__ void chunk_range(const int* chunk_tensor, const long long* sizes, int& t,
+                                            long long& begin, long long& end)
+{
+    const int b = blockIdx.x;
+    t = chunk_tensor[2 * b];
+    begin = (long long)chunk_tensor[2 * b + 1] * CHUNK;
+    end = min(begin + CHUNK, sizes[t]);
+}
+
+// w <- w - lr * d with d = g + weight_decay * w, momentum buffer b <- momentum * b + d
+// (b <- d where fresh[t] != 0) and d <- b, or d <- d + momentum * b with Nesterov.
+extern "C" __global__ void sgd_update(
+    const unsigned long long* __restrict__ weights, const unsigned long long* __restrict__ grads,
+    const unsigned long long* __restrict__ buffers, const int* __restrict__ fresh,
+    const long long* __restrict__ sizes, const int* __restrict__ chunk_tensor,
+    double lr, double momentum, double weight_decay, int nesterov)
+{
+    int t;
+    long long begin, end;
+    chunk_range(chunk_tensor, sizes, t, begin, end);
+    real_t* w = (real_t*)weights[t];
+    const real_t* g = (const real_t*)grads[t];
+    real_t* buf = momentum != 0.0 ? (real_t*)buffers[t] : (real_t*)0;
+    const bool first = momentum != 0.0 && fresh[t] != 0;
+    const real_t lr_ = (real_t)lr, m = (real_t)momentum, wd = (real_t)weight_decay;
+    for (long long e = begin + threadIdx.x; e < end; e += blockDim.x) {
+        real_t d = g[e];
+        if (weight_decay != 0.0) d = w[e] * wd + d;
+        if (buf) {
+            const real_t b = first ? d : buf[e] * m + d;
+            buf[e] = b;
+            d = nesterov ? d + m * b : b;
+        }
+        w[e] = w[e] - lr_ * d;
+    }
+}
+
+// Adam (decoupled == 0: L2 added to the gradient) or AdamW (decoupled: w <- w (1 - lr wd) first);
+// bias_correction1 = 1 - beta1^t, bias_correction2_sqrt = sqrt(1 - beta2^t).
+extern "C" __global__ void adam_update(
+    const unsigned long long* __restrict__ weights, const unsigned long long* __restrict__ grads,
+    const unsigned long long* __restrict__ exp_avgs, const unsigned long long* __restrict__ exp_avg_sqs,
+    const long long* __restrict__ sizes, const int* __restrict__ chunk_tensor,
+    double lr, double beta1, double beta2, double eps, double weight_decay, int decoupled,
+    double bias_correction1, double bias_correction2_sqrt)
+{
+    int t;
+    long long begin, end;
+    chunk_range(chunk_tensor, sizes, t, begin, end);
+    real_t* w = (real_t*)weights[t];
+    const real_t* g = (const real_t*)grads[t];
+    real_t* m = (real_t*)exp_avgs[t];
+    real_t* v = (real_t*)exp_avg_sqs[t];
+    const real_t b1 = (real_t)beta1, b2 = (real_t)beta2, wd = (real_t)weight_decay;
+    const real_t step_size = (real_t)(lr / bias_correction1), bc2 = (real_t)bias_correction2_sqrt;
+    const real_t decay = (real_t)(1.0 - lr * weight_decay);
+    for (long long e = begin + threadIdx.x; e < end; e += blockDim.x) {
+        real_t we = w[e], ge = g[e];
+        if (weight_decay != 0.0) {
+            if (decoupled) we = we * decay;
+            else ge = we * wd + ge;
+        }
+        const real_t me = m[e] + (ge - m[e]) * ((real_t)1 - b1);
+        const real_t ve = v[e] * b2 + ge * ge * ((real_t)1 - b2);
+        m[e] = me;
+        v[e] = ve;
+        w[e] = we - step_size * (me / (sqrt(ve) / bc2 + (real_t)eps));
+    }
+}
+
+extern "C" __global__ void zero_arrays(const unsigned long long* __restrict__ arrays,
+                                       const long long* __restrict__ sizes,
+                                       const int* __restrict__ chunk_tensor)
+{
+    int t;
+    long long begin, end;
+    chunk_range(chunk_tensor, sizes, t, begin, end);
+    real_t* a = (real_t*)arrays[t];
+    for (long long e = begin + threadIdx.x; e < end; e += blockDim.x) a[e] = (real_t)0;
+}
+""", ("sgd_update", "adam_update", "zero_arrays"))
+
+
+def _table(columns, fresh=None):
+    """Device tables for arrays given as columns (lists of equal length): pointers per column,
+    sizes, fresh flags and the (tensor, chunk) list. Cached by pointers, sizes and flags."""
+    import cupy
+
+    first = columns[0]
+    key = (tuple(tuple(a.data.ptr for a in col) for col in columns), tuple(a.size for a in first),
+           None if fresh is None else tuple(fresh), cupy.cuda.Device().id)
+    table = _TABLES.get(key)
+    if table is not None:
+        return table
+    sizes = np.array([a.size for a in first], dtype=np.int64)
+    chunks = [(t, k) for t, size in enumerate(sizes) for k in range(-(-int(size) // CHUNK))]
+    table = (
+        [cupy.asarray(np.array([a.data.ptr for a in col], dtype=np.uint64)) for col in columns],
+        cupy.asarray(np.array(fresh if fresh is not None else [0] * len(first), dtype=np.int32)),
+        cupy.asarray(sizes),
+        cupy.asarray(np.array(chunks, dtype=np.int32).reshape(-1)),
+        len(chunks),
+    )
+    if len(_TABLES) >= _MAX_TABLES:
+        _TABLES.pop(next(iter(_TABLES)))
+    _TABLES[key] = table
+    return table
+
+
+def _contiguous(g):
+    import cupy
+
+    return g if g.flags.c_contiguous else cupy.ascontiguousarray(g)
+
+
+def _check_weights(name, weights, grads):
+    for w, g in zip(weights, grads):
+        if not w.flags.c_contiguous:
+            raise ValueError(f"{name}: parameters must be C-contiguous arrays, got strides {w.strides}")
+        if g.shape != w.shape or g.dtype != w.dtype:
+            raise ValueError(
+                f"{name}: a gradient of shape {g.shape} and dtype {g.dtype} does not match its "
+                f"parameter ({w.shape}, {w.dtype})"
+            )
+
+
+def _by_dtype(*columns):
+    """Split parallel lists into groups of one dtype (each group is one launch)."""
+    groups: dict = {}
+    for row in zip(*columns):
+        groups.setdefault(row[0].dtype, []).append(row)
+    return [(dtype, [list(col) for col in zip(*rows)]) for dtype, rows in groups.items()]
+
+
+def sgd_step_(weights, grads, states, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    """One SGD step over every (weight, grad, state) in one launch per dtype, in place.
+
+    `states` are the optimiser's per-parameter dicts; a missing "momentum_buffer" is created and
+    set to the first direction, as `convlab.optim.SGD` does.
+    """
+    import cupy
+
+    _check_weights("sgd_step_", weights, grads)
+    grads = [_contiguous(g) for g in grads]
+    fresh = []
+    buffers = []
+    for w, s in zip(weights, states):
+        buf = s.get("momentum_buffer") if momentum else None
+        fresh.append(int(momentum != 0 and buf is None))
+        if momentum and buf is None:
+            buf = s["momentum_buffer"] = cupy.empty_like(w)
+        buffers.append(buf if buf is not None else w)
+    for dtype, (ws, gs, bs, fr) in _by_dtype(weights, grads, buffers, fresh):
+        (wp, gp, bp), fresh_dev, sizes, chunks, count = _table((ws, gs, bs), fr)
+        kernel("optim", "sgd_update", dtype)(
+            (count,), (256,),
+            (wp, gp, bp, fresh_dev, sizes, chunks, f64(lr), f64(momentum), f64(weight_decay),
+             i32(bool(nesterov))))
+
+
+def adam_step_(weights, grads, states, lr, betas, eps, weight_decay, step, decoupled=False):
+    """One Adam (or AdamW, `decoupled=True`) step over every parameter, in place; `step` is the
+    1-based step count. Missing "exp_avg" / "exp_avg_sq" states are created as zeros."""
+    import cupy
+
+    _check_weights("adam_step_", weights, grads)
+    grads = [_contiguous(g) for g in grads]
+    avgs, sqs = [], []
+    for w, s in zip(weights, states):
+        if s.get("exp_avg") is None:
+            s["exp_avg"] = cupy.zeros_like(w)
+            s["exp_avg_sq"] = cupy.zeros_like(w)
+        avgs.append(s["exp_avg"])
+        sqs.append(s["exp_avg_sq"])
+    beta1, beta2 = betas
+    for dtype, (ws, gs, ms, vs) in _by_dtype(weights, grads, avgs, sqs):
+        (wp, gp, mp, vp), _, sizes, chunks, count = _table((ws, gs, ms, vs))
+        kernel("optim", "adam_update", dtype)(
+            (count,), (256,),
+            (wp, gp, mp, vp, sizes, chunks, f64(lr), f64(beta1), f64(beta2), f64(eps), f64(weight_decay),
+             i32(bool(decoupled)), f64(1 - beta1 ** step), f64(np.sqrt(1 - beta2 ** step))))
+
+
+def zero_(arrays):
+    """Set every array (C-contiguous, float32/float64) to zero: one launch per dtype."""
+    arrays = [a for a in arrays if a is not None and a.size]
+    for a in arrays:
+        if not a.flags.c_contiguous:
+            raise ValueError(f"zero_: arrays must be C-contiguous, got strides {a.strides}")
+    for dtype, (col,) in _by_dtype(arrays):
+        (ptrs,), _, sizes, chunks, count = _table((col,))
+        kernel("optim", "zero_arrays", dtype)((count,), (256,), (ptrs, sizes, chunks))
