@@ -148,17 +148,26 @@ class _RNG:
         self._np.bit_generator.state = state
 
     # Draws are made on the host (one generator, identical on both devices) and moved.
+    def _float(self, dtype):
+        return np.float32 if np.dtype(dtype or default_dtype()) == np.float32 else np.float64
+
     def uniform(self, low, high, size, dtype=None):
-        a = self._np.uniform(low, high, size).astype(dtype or default_dtype(), copy=False)
-        return asarray(a)
+        dt = self._float(dtype)
+        a = self._np.random(size, dtype=dt)
+        a *= high - low
+        a += low
+        return asarray(a.astype(dtype or default_dtype(), copy=False))
 
     def normal(self, loc, scale, size, dtype=None):
-        a = self._np.normal(loc, scale, size).astype(dtype or default_dtype(), copy=False)
-        return asarray(a)
+        dt = self._float(dtype)
+        a = self._np.standard_normal(size, dtype=dt)
+        a *= scale
+        a += loc
+        return asarray(a.astype(dtype or default_dtype(), copy=False))
 
     def random(self, size, dtype=None):
         """Uniform [0, 1) draws on the current device (drawn there directly on the GPU)."""
-        dt = np.float32 if np.dtype(dtype or default_dtype()) == np.float32 else np.float64
+        dt = self._float(dtype)
         if device() == "gpu":
             return self._device_generator().random(size, dtype=dt)
         return self._np.random(size, dtype=dt)

@@ -16,6 +16,8 @@ from .linear import flatten, flatten_backward, linear, linear_backward
 from .loss import log_softmax, softmax, softmax_cross_entropy, softmax_cross_entropy_backward
 from .norm import batch_norm, batch_norm_backward
 from .pool import (
+    adaptive_avg_pool2d,
+    adaptive_avg_pool2d_backward,
     avg_pool2d,
     avg_pool2d_backward,
     global_avg_pool2d,

@@ -128,6 +128,38 @@ def avg_pool2d_backward(dy, cache):
     return _crop_nchw(dxb, p, h, w)
 
 
+def _adaptive_weights(xp, size, out, dtype):
+    """(out, size) averaging matrix with PyTorch's bins: [floor(i·size/out), ceil((i+1)·size/out))."""
+    a = xp.zeros((out, size), dtype=dtype)
+    for i in range(out):  # one row per output bin (a handful)
+        start, end = (i * size) // out, -((-(i + 1) * size) // out)
+        a[i, start:end] = 1.0 / (end - start)
+    return a
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """Average x (N, C, H, W) over PyTorch's adaptive bins to (N, C, oh, ow), any sizes."""
+    xp = get_array_module(x)
+    oh, ow = _pair(output_size, "output_size")
+    _, _, h, w = x.shape
+    if h % oh == 0 and w % ow == 0:
+        k = (h // oh, w // ow)
+        y, cache = avg_pool2d(x, k, k)
+        return y, ("even", cache)
+    ah, aw = _adaptive_weights(xp, h, oh, x.dtype), _adaptive_weights(xp, w, ow, x.dtype)
+    y = xp.einsum("ih,nchw,jw->ncij", ah, x, aw, optimize=True)
+    return y, ("bins", (ah, aw))
+
+
+def adaptive_avg_pool2d_backward(dy, cache):
+    kind, c = cache
+    if kind == "even":
+        return avg_pool2d_backward(dy, c)
+    xp = get_array_module(dy)
+    ah, aw = c
+    return xp.einsum("ih,ncij,jw->nchw", ah, dy, aw, optimize=True)
+
+
 def global_avg_pool2d(x):
     """Mean over the spatial axes: (N, C, H, W) -> (N, C)."""
     return x.mean(axis=(2, 3)), x.shape

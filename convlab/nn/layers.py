@@ -178,8 +178,7 @@ class GlobalAvgPool2d(Module):
 
 
 class AdaptiveAvgPool2d(Module):
-    """PyTorch's adaptive average pooling, for output sizes that divide the input evenly
-    (including (1, 1)); keeps the (N, C, oh, ow) shape, unlike GlobalAvgPool2d."""
+    """PyTorch's adaptive average pooling: (N, C, H, W) -> (N, C, oh, ow) for any sizes."""
 
     def __init__(self, output_size):
         super().__init__()
@@ -190,18 +189,11 @@ class AdaptiveAvgPool2d(Module):
 
     def forward(self, x):
         _check_rank(f"AdaptiveAvgPool2d({self.output_size})", x, 4, "(N, C, H, W)")
-        (oh, ow), (h, w) = self.output_size, x.shape[2:]
-        if h % oh or w % ow:
-            raise ValueError(
-                f"AdaptiveAvgPool2d({self.output_size}): input size {(h, w)} must be a multiple of the "
-                "output size in this implementation"
-            )
-        k = (h // oh, w // ow)
-        y, self._cache = F.avg_pool2d(x, k, k)
+        y, self._cache = F.adaptive_avg_pool2d(x, self.output_size)
         return y
 
     def backward(self, dy):
-        return F.avg_pool2d_backward(dy, self._need_cache())
+        return F.adaptive_avg_pool2d_backward(dy, self._need_cache())
 
 
 class _BatchNorm(Module):

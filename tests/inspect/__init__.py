@@ -1,0 +1,1 @@
+"""Tests of `convlab.inspect`: the model summary."""

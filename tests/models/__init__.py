@@ -1,0 +1,1 @@
+"""Tests of `convlab.models`: the zoo and its registry."""
