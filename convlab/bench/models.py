@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 
@@ -142,9 +141,18 @@ def _steps(name, batch, framework, train=True):
     return step, nparams
 
 
-def _rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
+def _status_bytes(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not found in /proc/self/status")
+
+
+def _reset_peak():
+    """Reset the kernel's peak-RSS counter (VmHWM) so the peak covers only what follows."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def _memory_child(name, framework, batch):
@@ -163,11 +171,11 @@ def _memory_child(name, framework, batch):
         torch.mm(torch.from_numpy(a), torch.from_numpy(a))
     else:
         a @ a
-    base = _rss_bytes()
+    _reset_peak()
+    base = _status_bytes("VmRSS")
     step()
     step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"peak_growth": peak - base}))
+    print(json.dumps({"peak_growth": _status_bytes("VmHWM") - base}))
 
 
 def peak_memory(name, framework, batch):

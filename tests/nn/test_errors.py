@@ -86,10 +86,19 @@ def test_pool_padding_over_half_the_kernel_is_rejected():
         nn.MaxPool2d(3, padding=2)(ones(1, 1, 8, 8))
 
 
-def test_adaptive_pool_with_uneven_division_is_rejected():
-    with pytest.raises(ValueError, match=r"AdaptiveAvgPool2d\(\(2, 2\)\): input size \(5, 4\) must be a "
-                                         r"multiple of the output size"):
-        nn.AdaptiveAvgPool2d(2)(ones(1, 1, 5, 4))
+@pytest.mark.parametrize("in_hw, out_hw", [((5, 4), (2, 2)), ((7, 9), (3, 4)), ((3, 3), (5, 5)), ((8, 8), (2, 4))])
+def test_adaptive_pool_uses_pytorchs_bins_for_any_sizes(in_hw, out_hw):
+    torch = pytest.importorskip("torch")
+    rs = np.random.default_rng(0)
+    x = rs.standard_normal((2, 3) + in_hw)
+    layer = nn.AdaptiveAvgPool2d(out_hw)
+    y = layer(x)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = torch.nn.functional.adaptive_avg_pool2d(xt, out_hw)
+    dy = rs.standard_normal(tuple(yt.shape))
+    yt.backward(torch.tensor(dy))
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.backward(dy), xt.grad.numpy(), rtol=1e-12, atol=1e-12)
 
 
 # -- backward before forward -----------------------------------------------------------------
