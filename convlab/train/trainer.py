@@ -70,6 +70,7 @@ class Trainer:
                  clip_grad_norm=0.0, config: TrainConfig | None = None, model_name=None,
                  model_options=None, class_names=None):
         self.model = model
+        self._input_grad_skipped = False
         self.train_loader, self.test_loader, self.val_loader = train_loader, test_loader, val_loader
         self.optimizer = optimizer
         self.schedule = schedule if schedule is not None else ConstantLR(optimizer)
@@ -246,6 +247,9 @@ class Trainer:
         """One forward, backward and update; returns (loss, correct count, grad norm or None).
 
         The loss and the divergence checks are read (a device sync) only on logging steps."""
+        if not self._input_grad_skipped:  # the data needs no gradient: spare the first layer's dx
+            self.model.skip_input_grad(x)
+            self._input_grad_skipped = True
         logits = self.model(x)
         loss = self.criterion(logits, y)
         self.optimizer.zero_grad()
