@@ -209,7 +209,8 @@ def test_opening_a_checkpoint_shows_its_kernels_and_evaluates(qtbot, launch, tin
     window = launch("--checkpoint", str(out / "last.h5"), "--data", str(tiny_data_root))
     qtbot.waitUntil(lambda: every_panel_repainted(window).kernels.snapshot is not None, timeout=20_000)
     assert np.array_equal(dict(window.kernels.snapshot.layers)["conv1"], trained)
-    assert "inspecting" in window.state_label.text()
+    # The status label repaints on the GUI timer, possibly a tick after the kernels panel.
+    qtbot.waitUntil(lambda: "inspecting" in window.state_label.text(), timeout=10_000)
     window.evaluation.evaluate_button.click()
     qtbot.waitUntil(lambda: every_panel_repainted(window).evaluation.result is not None, timeout=20_000)
     assert window.evaluation.result.confusion.sum() == 64
