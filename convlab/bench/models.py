@@ -28,17 +28,23 @@ MODELS = {
 }
 
 
+def _vgg_bn_features(nn):
+    """The VGG-BN feature layers from `nn` (convlab.nn or torch.nn: the constructors match)."""
+    layers, cin = [], 3
+    for v in VGG_BN_CFG:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(cin, v, 3, padding=1, bias=False), nn.BatchNorm2d(v), nn.ReLU()]
+            cin = v
+    return layers, cin
+
+
 def convlab_model(name):
     from .. import models, nn
 
     if name == "vgg_bn":
-        layers, cin = [], 3
-        for v in VGG_BN_CFG:
-            if v == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(cin, v, 3, padding=1, bias=False), nn.BatchNorm2d(v), nn.ReLU()]
-                cin = v
+        layers, cin = _vgg_bn_features(nn)
         return nn.Sequential(*layers, nn.GlobalAvgPool2d(), nn.Linear(cin, 10))
     return models.get(name, num_classes=10)
 
@@ -53,13 +59,7 @@ def torch_model(name):
             tnn.Conv2d(6, 16, 5), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(),
             tnn.Linear(400, 120), tnn.ReLU(), tnn.Linear(120, 84), tnn.ReLU(), tnn.Linear(84, 10))
     if name == "vgg_bn":
-        layers, cin = [], 3
-        for v in VGG_BN_CFG:
-            if v == "M":
-                layers.append(tnn.MaxPool2d(2, 2))
-            else:
-                layers += [tnn.Conv2d(cin, v, 3, padding=1, bias=False), tnn.BatchNorm2d(v), tnn.ReLU()]
-                cin = v
+        layers, cin = _vgg_bn_features(tnn)
         return tnn.Sequential(*layers, tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(cin, 10))
     if name == "resnet20":
         class Block(tnn.Module):
