@@ -1,6 +1,7 @@
 """Stateless math: each operation is a pair, `op(...) -> (y, cache)` and `op_backward(dy, cache)`."""
 
 from .activation import (
+    add,
     leaky_relu,
     leaky_relu_backward,
     relu,

@@ -2,22 +2,52 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import kernels
 from ..backend import get_array_module
+from ..parallel import elementwise
+
+
+def _zeros(n, dtype):
+    """A shared read-only zero vector of at least n elements: NumPy's maximum against an array
+    is about 3× faster than against the scalar 0."""
+    z = _ZEROS.get(dtype)
+    if z is None or z.size < n:
+        z = _ZEROS[dtype] = np.zeros(max(n, 1 << 16), dtype=dtype)
+    return z[:n]
+
+
+_ZEROS = {}
 
 
 def relu(x):
     if kernels.accepts(x):
         return kernels.relu(x)
     xp = get_array_module(x)
-    y = xp.maximum(x, 0)
+    y = xp.empty_like(x)  # same memory layout as x (channels-last stays channels-last)
+    if not (xp is np and elementwise(lambda o, a: np.maximum(a, _zeros(a.size, a.dtype), out=o), y, x)):
+        y = xp.maximum(x, 0)
     return y, y
 
 
 def relu_backward(dy, cache):
     if kernels.accepts(dy, cache):
         return kernels.relu_backward(dy, cache)
+    xp = get_array_module(dy)
+    dx = xp.empty_like(cache)
+    if xp is np and elementwise(lambda o, g, y: np.multiply(g, y > 0, out=o), dx, dy, cache):
+        return dx
     return dy * (cache > 0)
+
+
+def add(a, b):
+    """a + b on convlab's threads when both share one dense layout (residual sums, gradient sums)."""
+    xp = get_array_module(a)
+    out = xp.empty_like(a)
+    if xp is np and elementwise(lambda o, u, v: np.add(u, v, out=o), out, a, b):
+        return out
+    return a + b
 
 
 def leaky_relu(x, negative_slope=0.01):

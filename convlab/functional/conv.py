@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .. import kernels
 from ..backend import get_array_module
+from ..parallel import Sums, grain_for, parallel_for
 from .linear import column_sum
 from .workspace import scratch
 
@@ -50,12 +51,14 @@ def resolve_padding(padding, kernel_size, stride, dilation):
     return (ph, ph, pw, pw)
 
 
-def _pad_nhwc(x_nhwc, pads, xp):
+def _pad_nhwc(x_nhwc, pads, xp, slot="pad"):
+    """x (N, H, W, C) with zeros around it, in this thread's scratch buffer `slot` (x itself when
+    there is no padding)."""
     pt, pb, pl, pr = pads
     if not any(pads):
         return x_nhwc
     n, h, w, c = x_nhwc.shape
-    out = xp.empty((n, h + pt + pb, w + pl + pr, c), dtype=x_nhwc.dtype)
+    out = scratch(xp, (n, h + pt + pb, w + pl + pr, c), x_nhwc.dtype, slot)
     # Zero only the border, then copy the interior once.
     out[:, :pt] = 0
     out[:, pt + h:] = 0
@@ -129,11 +132,21 @@ def _is_depthwise(x_shape, w_shape, groups):
     return groups > 1 and w_shape[1] == 1 and w_shape[0] == groups == x_shape[1]
 
 
+def _chunk_grain(x_shape, w_shape, out_hw):
+    """Images per chunk: a chunk's columns, input and output fill about one core's L2 cache."""
+    n, c, h, w = x_shape
+    o, cg, kh, kw = w_shape
+    per_image = 4 * (out_hw[0] * out_hw[1] * (kh * kw * c + o) + h * w * c)
+    return grain_for(n, per_image)
+
+
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """Cross-correlate x (N, C, H, W) with weight (O, C/groups, kh, kw); returns (y, cache).
 
     y is (N, O, Ho, Wo). Its memory is channels-last (a transposed view), which makes the next
-    layer's im2col a plain strided copy; NumPy/CuPy elementwise ops keep that layout.
+    layer's im2col a plain strided copy; NumPy/CuPy elementwise ops keep that layout. The batch
+    is split into chunks of a few images that run on convlab's threads (`convlab.parallel`).
+    The cache keeps a view of x, not a copy: x must not change before the backward pass.
     """
     if kernels.accepts(x, weight):  # CuPy fast path; this function is its reference
         return kernels.conv2d(x, weight, bias, stride, padding, dilation, groups)
@@ -142,32 +155,48 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     pads, _, (ho, wo) = _geometry(x.shape, weight.shape, stride, padding, dilation)
     n, c, h, w = x.shape
     o, cg, kh, kw = weight.shape
-    m = n * ho * wo
-    x_pad = _pad_nhwc(x.transpose(0, 2, 3, 1), pads, xp)  # (N, Hp, Wp, C)
+    x_nhwc = x.transpose(0, 2, 3, 1)
     geom = ((kh, kw), stride, dilation, (ho, wo))
+    y = xp.empty((n * ho * wo, o), dtype=x.dtype)
     if _is_pointwise(weight.shape, pads, stride, groups):
-        y = x_pad.reshape(m, c) @ weight.reshape(o, c).T  # (M, O)
+        w_mat = weight.reshape(o, c).T
+
+        def body(s, e, t):
+            xp.matmul(x_nhwc[s:e].reshape(-1, c), w_mat, out=y[s * ho * wo:e * ho * wo])
     elif _is_depthwise(x.shape, weight.shape, groups):
-        y = xp.zeros((n, ho, wo, c), dtype=x.dtype)
-        tmp = scratch(xp, (n, ho, wo, c), x.dtype, "dw")
         w_dw = weight.reshape(c, kh * kw)
-        for k in range(kh * kw):
-            xp.multiply(_offset_view(x_pad, k // kw, k % kw, stride, dilation, (ho, wo)), w_dw[:, k], out=tmp)
-            y += tmp
-        y = y.reshape(m, o)
-    elif groups == 1:
-        cols = im2col(x_pad, *geom, out=scratch(xp, (m * kh * kw * c,), x.dtype, "cols"))
-        y = cols @ weight.transpose(2, 3, 1, 0).reshape(kh * kw * c, o)  # (M, O)
+
+        def body(s, e, t):
+            x_pad = _pad_nhwc(x_nhwc[s:e], pads, xp)
+            yc = y[s * ho * wo:e * ho * wo].reshape(e - s, ho, wo, c)
+            tmp = scratch(xp, yc.shape, x.dtype, "dw")
+            xp.multiply(_offset_view(x_pad, 0, 0, stride, dilation, (ho, wo)), w_dw[:, 0], out=yc)
+            for k in range(1, kh * kw):
+                xp.multiply(_offset_view(x_pad, k // kw, k % kw, stride, dilation, (ho, wo)), w_dw[:, k], out=tmp)
+                yc += tmp
     else:
         og = o // groups
-        cols = im2col(x_pad, *geom, out=scratch(xp, (m * kh * kw * c,), x.dtype, "cols"))
-        cols_g = cols.reshape(m, kh * kw, groups, cg).transpose(2, 0, 1, 3).reshape(groups, m, kh * kw * cg)
         w_g = weight.reshape(groups, og, cg, kh, kw).transpose(0, 3, 4, 2, 1).reshape(groups, kh * kw * cg, og)
-        y = xp.matmul(cols_g, w_g).transpose(1, 0, 2).reshape(m, o)  # (M, O)
-    if bias is not None:
-        y += bias
+
+        def body(s, e, t):
+            x_pad = _pad_nhwc(x_nhwc[s:e], pads, xp)
+            m = (e - s) * ho * wo
+            cols = im2col(x_pad, *geom, out=scratch(xp, (m * kh * kw * c,), x.dtype, "cols"))
+            yc = y[s * ho * wo:e * ho * wo]
+            if groups == 1:
+                xp.matmul(cols, w_g[0], out=yc)
+                return
+            cols_g = cols.reshape(m, kh * kw, groups, cg).transpose(2, 0, 1, 3).reshape(groups, m, kh * kw * cg)
+            yc[...] = xp.matmul(cols_g, w_g).transpose(1, 0, 2).reshape(m, o)
+
+    def run(s, e, t):
+        body(s, e, t)
+        if bias is not None:
+            y[s * ho * wo:e * ho * wo] += bias
+
+    parallel_for(n, _chunk_grain(x.shape, weight.shape, (ho, wo)), run, xp)
     y = y.reshape(n, ho, wo, o).transpose(0, 3, 1, 2)  # (N, O, Ho, Wo), channels-last memory
-    cache = (x_pad, weight, x.shape, pads, stride, dilation, groups, bias is not None)
+    cache = (x_nhwc, weight, pads, stride, dilation, groups, bias is not None)
     return y, cache
 
 
@@ -175,69 +204,78 @@ def conv2d_backward(dy, cache, need_dx=True):
     """Gradients (dx, dweight, dbias) of conv2d; dbias is None when the layer has no bias.
 
     need_dx=False skips the input gradient (dx is None): the first layer of a network, whose
-    input is the data, has no use for it.
+    input is the data, has no use for it. Each chunk recomputes its columns (cheaper than keeping
+    them: they are kh·kw times the input) and sends dx back one kernel offset at a time, a GEMM
+    then a strided add into the chunk's padded gradient, so there is no col2im scatter.
     """
     if kernels.owns(cache):
         dx, dw, db = kernels.conv2d_backward(dy, cache)
         return (dx if need_dx else None), dw, db
-    x_pad, weight, x_shape, pads, stride, dilation, groups, has_bias = cache
+    x_nhwc, weight, pads, stride, dilation, groups, has_bias = cache
     xp = get_array_module(dy)
-    n, c, h, w = x_shape
+    n, h, w, c = x_nhwc.shape
     o, cg, kh, kw = weight.shape
     _, ho, wo = dy.shape[1:]
-    m = n * ho * wo
-    hp, wp = x_pad.shape[1:3]
     geom = ((kh, kw), stride, dilation, (ho, wo))
     dy_nhwc = dy.transpose(0, 2, 3, 1)
-    dy_mat = dy_nhwc.reshape(m, o)  # (M, O); free when dy is channels-last
-    db = column_sum(dy_mat) if has_bias else None
+    dx = xp.empty((n, h, w, c), dtype=dy.dtype) if need_dx else None
+    sums = Sums()
+    pointwise = _is_pointwise(weight.shape, pads, stride, groups)
+    depthwise = _is_depthwise((n, c, h, w), weight.shape, groups)
+    og = o // groups
+    w_off = weight.reshape(groups, og, cg, kh * kw).transpose(3, 0, 1, 2)  # per offset: (g, Og, Cg)
 
-    if _is_pointwise(weight.shape, pads, stride, groups):
-        dw = (dy_mat.T @ x_pad.reshape(m, c)).reshape(o, c, 1, 1)
-        if not need_dx:
-            return None, dw, db
-        dx = (dy_mat @ weight.reshape(o, c)).reshape(n, h, w, c).transpose(0, 3, 1, 2)
-        return dx, dw, db
+    def body(s, e, t):
+        m = (e - s) * ho * wo
+        dyc = dy_nhwc[s:e].reshape(m, o)  # free when dy is channels-last
+        db = column_sum(dyc) if has_bias else None
+        if pointwise:
+            xc = x_nhwc[s:e].reshape(m, c)
+            sums.add(t, dyc.T @ xc, db)
+            if need_dx:
+                xp.matmul(dyc, weight.reshape(o, c), out=dx[s:e].reshape(m, c))
+            return
+        x_pad = _pad_nhwc(x_nhwc[s:e], pads, xp)
+        if need_dx:
+            dx_pad = scratch(xp, (e - s,) + x_pad.shape[1:], dy.dtype, "dxpad") if any(pads) else dx[s:e]
+            dx_pad[...] = 0
+        if depthwise:
+            tmp = scratch(xp, (e - s, ho, wo, c), dy.dtype, "dw")
+            dw = xp.empty((kh * kw, c), dtype=dy.dtype)
+            for k in range(kh * kw):
+                xp.multiply(dyc.reshape(tmp.shape), _offset_view(x_pad, k // kw, k % kw, stride, dilation, (ho, wo)),
+                            out=tmp)
+                dw[k] = column_sum(tmp.reshape(m, c))
+                if need_dx:
+                    xp.multiply(dyc.reshape(tmp.shape), w_off[k, :, 0, 0], out=tmp)
+                    _offset_view(dx_pad, k // kw, k % kw, stride, dilation, (ho, wo))[...] += tmp
+            sums.add(t, dw, db)
+        else:
+            cols = im2col(x_pad, *geom, out=scratch(xp, (m * kh * kw * c,), dy.dtype, "cols"))
+            if groups == 1:
+                sums.add(t, cols.T @ dyc, db)  # (kh·kw·C, O)
+            else:
+                cols_g = cols.reshape(m, kh * kw, groups, cg).transpose(2, 0, 1, 3).reshape(groups, m, kh * kw * cg)
+                sums.add(t, xp.matmul(cols_g.transpose(0, 2, 1), dyc.reshape(m, groups, og).transpose(1, 0, 2)), db)
+            if need_dx:
+                dy_g = dyc.reshape(m, groups, og).transpose(1, 0, 2)  # (g, M, Og)
+                tmp = scratch(xp, (groups, m, cg), dy.dtype, "dx")
+                for k in range(kh * kw):
+                    xp.matmul(dy_g, w_off[k], out=tmp)  # (g, M, Cg)
+                    part = tmp[0] if groups == 1 else tmp.transpose(1, 0, 2)
+                    _offset_view(dx_pad, k // kw, k % kw, stride, dilation, (ho, wo))[...] += (
+                        part.reshape(e - s, ho, wo, c))
+        if need_dx and any(pads):
+            dx[s:e] = dx_pad[:, pads[0]:pads[0] + h, pads[2]:pads[2] + w, :]
 
-    dx_pad = xp.zeros((n, hp, wp, c), dtype=dy.dtype) if need_dx else None
-    if _is_depthwise(x_shape, weight.shape, groups):
-        w_dw = weight.reshape(c, kh * kw)
-        dw = xp.empty((c, kh * kw), dtype=dy.dtype)
-        tmp = scratch(xp, (n, ho, wo, c), dy.dtype, "dw")
-        for k in range(kh * kw):
-            xv = _offset_view(x_pad, k // kw, k % kw, stride, dilation, (ho, wo))
-            xp.multiply(dy_nhwc, xv, out=tmp)
-            dw[:, k] = column_sum(tmp.reshape(m, c))
-            if not need_dx:
-                continue
-            xp.multiply(dy_nhwc, w_dw[:, k], out=tmp)
-            _offset_view(dx_pad, k // kw, k % kw, stride, dilation, (ho, wo))[...] += tmp
-        dw = dw.reshape(o, 1, kh, kw)
+    parallel_for(n, _chunk_grain((n, c, h, w), weight.shape, (ho, wo)), body, xp)
+    dw, db = sums.total()
+    if pointwise:
+        dw = dw.reshape(o, c, 1, 1)
+    elif depthwise:
+        dw = dw.T.reshape(o, 1, kh, kw)
     elif groups == 1:
-        cols = im2col(x_pad, *geom, out=scratch(xp, (m * kh * kw * c,), dy.dtype, "cols"))
-        dw = (cols.T @ dy_mat).reshape(kh, kw, c, o).transpose(3, 2, 0, 1)  # (O, C, kh, kw)
-        if not need_dx:
-            return None, xp.ascontiguousarray(dw), db
-        w_off = weight.transpose(2, 3, 0, 1).reshape(kh * kw, o, c)  # per offset: (O, C)
-        tmp = scratch(xp, (m, c), dy.dtype, "dx")
-        for k in range(kh * kw):
-            xp.matmul(dy_mat, w_off[k], out=tmp)  # (M, C)
-            _offset_view(dx_pad, k // kw, k % kw, stride, dilation, (ho, wo))[...] += tmp.reshape(n, ho, wo, c)
+        dw = dw.reshape(kh, kw, c, o).transpose(3, 2, 0, 1)  # (O, C, kh, kw)
     else:
-        og = o // groups
-        cols = im2col(x_pad, *geom, out=scratch(xp, (m * kh * kw * c,), dy.dtype, "cols"))
-        cols_g = cols.reshape(m, kh * kw, groups, cg).transpose(2, 0, 1, 3).reshape(groups, m, kh * kw * cg)
-        dy_g = dy_mat.reshape(m, groups, og).transpose(1, 0, 2)  # (g, M, Og)
-        dw = xp.matmul(cols_g.transpose(0, 2, 1), dy_g)  # (g, kh·kw·Cg, Og)
         dw = dw.reshape(groups, kh, kw, cg, og).transpose(0, 4, 3, 1, 2).reshape(o, cg, kh, kw)
-        if not need_dx:
-            return None, dw, db
-        w_g = weight.reshape(groups, og, cg, kh * kw)
-        for k in range(kh * kw):
-            part = xp.matmul(dy_g, w_g[:, :, :, k])  # (g, M, Cg)
-            _offset_view(dx_pad, k // kw, k % kw, stride, dilation, (ho, wo))[...] += (
-                part.transpose(1, 0, 2).reshape(n, ho, wo, c))
-    if not need_dx:
-        return None, dw, db
-    dx = dx_pad[:, pads[0]:pads[0] + h, pads[2]:pads[2] + w, :].transpose(0, 3, 1, 2)
-    return dx, xp.ascontiguousarray(dw), db
+    return (None if dx is None else dx.transpose(0, 3, 1, 2)), xp.ascontiguousarray(dw), db

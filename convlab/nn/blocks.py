@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from .. import backend
+from .. import functional as F
 from .layers import (
     AvgPool2d,
     BatchNorm2d,
@@ -28,7 +29,7 @@ def _sum_grads(a, b):
     """Add two gradient contributions; None (a layer fed by the data itself) means not needed."""
     if a is None or b is None:
         return None
-    return a + b
+    return F.add(a, b)
 
 
 class BasicConv2d(Module):
@@ -71,7 +72,8 @@ class _ZeroPadShortcut(Module):
         s = self.stride
         sub = x[:, :, ::s, ::s]
         n, c, h, w = sub.shape
-        out = xp.zeros((n, self.out_channels, h, w), dtype=x.dtype)
+        # channels-last memory, like every conv output, so the residual sum streams both operands
+        out = xp.zeros((n, h, w, self.out_channels), dtype=x.dtype).transpose(0, 3, 1, 2)
         out[:, self.lo:self.lo + c] = sub
         self._cache = x.shape
         return out
@@ -79,7 +81,8 @@ class _ZeroPadShortcut(Module):
     def backward(self, dy):
         xp = backend.get_array_module(dy)
         shape = self._need_cache()
-        dx = xp.zeros(shape, dtype=dy.dtype)
+        n, c, h, w = shape
+        dx = xp.zeros((n, h, w, c), dtype=dy.dtype).transpose(0, 3, 1, 2)  # channels-last, as above
         s = self.stride
         dx[:, :, ::s, ::s] = dy[:, self.lo:self.lo + shape[1]]
         return dx
@@ -123,7 +126,7 @@ class _Residual(Module):
         if not self.residual:
             return self.relu_out(out)
         sc = self.downsample(x) if "downsample" in self._modules else x
-        return self.relu_out(out + sc)
+        return self.relu_out(F.add(out, sc))
 
     def _split(self, dy):
         """Gradient at the sum, and the shortcut path's dx (None for a plain block)."""

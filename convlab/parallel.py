@@ -1,0 +1,187 @@
+"""CPU threads: convlab splits its heavy ops over the batch itself and runs BLAS single-threaded.
+
+A small network's GEMMs are thin (16 to 64 output channels) and its other ops are memory-bound
+copies, so a multi-threaded BLAS call per whole-batch op leaves the cores idle between calls and
+streams every temporary through main memory. Instead each op runs on chunks of a few images,
+one thread per chunk: im2col, GEMM and the strided adds of a chunk stay in that core's cache,
+and every op (not just the GEMMs) uses all cores. Threads block rather than spin, so a busy
+machine slows convlab down gracefully instead of thrashing.
+
+The thread count comes from `set_num_threads`, else $CONVLAB_NUM_THREADS, else
+$OMP_NUM_THREADS, else the CPUs this process may run on. Chunk k always goes to thread
+k mod T and each thread sums its own partial results, in order, so for a given thread count
+every result is bitwise reproducible.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+_state = {"threads": None, "pool": None, "blas": None}
+_lock = threading.Lock()
+_local = threading.local()
+
+
+def _env_threads():
+    for var in ("CONVLAB_NUM_THREADS", "OMP_NUM_THREADS"):
+        raw = os.environ.get(var, "").strip()
+        if raw:
+            try:
+                n = int(raw)
+            except ValueError:
+                raise ValueError(f"{var} must be a positive integer, got {raw!r}") from None
+            if n < 1:
+                raise ValueError(f"{var} must be a positive integer, got {raw!r}")
+            return n
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def num_threads() -> int:
+    """How many threads convlab's CPU ops use."""
+    if _state["threads"] is None:
+        set_num_threads(_env_threads())
+    return _state["threads"]
+
+
+def set_num_threads(n: int) -> None:
+    """Use `n` threads for convlab's CPU ops (and keep NumPy's BLAS at one thread each)."""
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"the thread count must be a positive integer, got {n!r}")
+    with _lock:
+        if _state["pool"] is not None and _state["threads"] != n:
+            _state["pool"].shutdown(wait=True)
+            _state["pool"] = None
+        _state["threads"] = int(n)
+        _limit_blas()
+
+
+def _limit_blas():
+    """Set NumPy's own BLAS (not PyTorch's or anyone else's) to one thread."""
+    if _state["blas"] is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # a bare install without it: BLAS keeps its own threads
+            _state["blas"] = []
+            return
+        numpy_dir = os.path.dirname(os.path.dirname(np.__file__))
+        libs = ThreadpoolController().select(user_api="blas")
+        _state["blas"] = [lib for lib in libs.lib_controllers
+                          if lib.filepath.startswith(numpy_dir) and "torch" not in lib.filepath]
+    for lib in _state["blas"]:
+        lib.set_num_threads(1)
+
+
+def _pool():
+    with _lock:
+        if _state["pool"] is None:
+            _state["pool"] = ThreadPoolExecutor(max(num_threads() - 1, 1), thread_name_prefix="convlab")
+        return _state["pool"]
+
+
+def chunks(n: int, grain: int):
+    """The (start, stop) ranges that split range(n) into pieces of `grain` (the last may be shorter)."""
+    grain = max(int(grain), 1)
+    return [(s, min(s + grain, n)) for s in range(0, n, grain)]
+
+
+def parallel_for(n: int, grain: int, body, xp=np):
+    """Call body(start, stop, t) for the chunks of range(n); returns each thread's list of results.
+
+    Chunk k runs on thread t = k mod T (the caller is thread 0) and a thread's chunks run in
+    order, so callers can keep one accumulator per t. With one thread, one chunk, a CuPy array
+    module (the GPU runs the whole batch at once), or when called from inside a chunk, the
+    chunks run here, in order, on t = 0.
+    """
+    parts = chunks(n, grain)
+    t_count = min(num_threads(), len(parts))
+    if xp is not np or t_count <= 1 or getattr(_local, "inside", False):
+        if xp is not np:
+            parts = [(0, n)]
+        return [[body(s, e, 0) for s, e in parts]]
+
+    def worker(t):
+        _local.inside = True
+        try:
+            return [body(s, e, t) for s, e in parts[t::t_count]]
+        finally:
+            _local.inside = False
+
+    futures = [_pool().submit(worker, t) for t in range(1, t_count)]
+    try:
+        mine = worker(0)
+    finally:
+        others = [f.result() for f in futures]  # wait for all before re-raising anything
+    return [mine] + others
+
+
+class Sums:
+    """Per-thread running sums of a fixed tuple of arrays, for reductions inside parallel_for.
+
+    A chunk calls add(t, a, b, ...) with fresh arrays (not scratch views) or None; total() sums
+    the threads' sums in thread order, so the result depends only on the thread count.
+    """
+
+    def __init__(self):
+        self._acc = {}
+
+    def add(self, t, *parts):
+        acc = self._acc.get(t)
+        if acc is None:
+            self._acc[t] = list(parts)
+            return
+        for i, p in enumerate(parts):
+            if p is not None:
+                acc[i] += p
+
+    def total(self):
+        out = None
+        for t in sorted(self._acc):
+            if out is None:
+                out = self._acc[t]
+                continue
+            for i, p in enumerate(self._acc[t]):
+                if p is not None:
+                    out[i] += p
+        return tuple(out)
+
+
+def grain_for(n: int, bytes_per_item: int, target: int = 1 << 21) -> int:
+    """Items per chunk so a chunk's working set is about `target` bytes (2 MiB: one core's L2)."""
+    return max(1, min(n, target // max(int(bytes_per_item), 1)))
+
+
+def dense_flat(a):
+    """A 1-D view of `a`'s memory when it is dense in some axis order (e.g. channels-last), else None."""
+    order = sorted(range(a.ndim), key=lambda i: -abs(a.strides[i]))
+    v = a.transpose(order)
+    if not v.flags.c_contiguous:
+        return None
+    return v.reshape(-1)
+
+
+def elementwise(fn, out, *inputs, grain=1 << 16):
+    """Run fn(out_chunk, *input_chunks) over flat chunks of arrays that share one dense layout.
+
+    Returns False (and does nothing) when the arrays are not dense in the same axis order, so the
+    caller can fall back to the whole-array expression.
+    """
+    arrays = (out,) + inputs
+    if any(a.shape != out.shape or a.strides != out.strides for a in inputs):
+        return False
+    flats = [dense_flat(a) for a in arrays]
+    if any(f is None for f in flats):
+        return False
+    size = flats[0].size
+
+    def body(s, e, t):
+        fn(*(f[s:e] for f in flats))
+
+    parallel_for(size, grain, body, xp=np if isinstance(out, np.ndarray) else None)
+    return True
