@@ -1,9 +1,11 @@
 """2-D cross-correlation ("convolution" in deep-learning usage) and its backward pass.
 
 The input is padded and gathered into columns ordered channels-last, (N·Ho·Wo, kh·kw·C), so
-im2col is one strided copy and the layer is one BLAS GEMM per group. Backward recomputes the
-columns (cheaper than keeping them: they are kh·kw times the input) and sends the gradient
-back one kernel offset at a time, GEMM then strided add, so there is no col2im scatter.
+im2col is one strided copy and the layer is one BLAS GEMM per group. The batch runs in chunks
+of a few images on convlab's threads, so a chunk's columns stay in cache between the copy and
+the GEMM. Backward recomputes the columns (cheaper than keeping them: they are kh·kw times the
+input); at stride 1 the input gradient is itself a correlation (of dy with the flipped kernel),
+otherwise it goes back one kernel offset at a time, GEMM then strided add: no col2im scatter.
 """
 
 from __future__ import annotations
@@ -205,8 +207,9 @@ def conv2d_backward(dy, cache, need_dx=True):
 
     need_dx=False skips the input gradient (dx is None): the first layer of a network, whose
     input is the data, has no use for it. Each chunk recomputes its columns (cheaper than keeping
-    them: they are kh·kw times the input) and sends dx back one kernel offset at a time, a GEMM
-    then a strided add into the chunk's padded gradient, so there is no col2im scatter.
+    them: they are kh·kw times the input). At stride 1, dx is the correlation of dy, padded, with
+    the flipped kernel: one im2col and one GEMM. Otherwise it goes back one kernel offset at a
+    time, a GEMM then a strided add into the chunk's padded gradient. Neither scatters (col2im).
     """
     if kernels.owns(cache):
         dx, dw, db = kernels.conv2d_backward(dy, cache)
@@ -224,6 +227,12 @@ def conv2d_backward(dy, cache, need_dx=True):
     depthwise = _is_depthwise((n, c, h, w), weight.shape, groups)
     og = o // groups
     w_off = weight.reshape(groups, og, cg, kh * kw).transpose(3, 0, 1, 2)  # per offset: (g, Og, Cg)
+    # padding of dy that turns dx into a correlation (stride 1, padding within the kernel's reach)
+    t_pads = ((kh - 1) * dilation[0] - pads[0], (kh - 1) * dilation[0] - pads[1],
+              (kw - 1) * dilation[1] - pads[2], (kw - 1) * dilation[1] - pads[3])
+    w_flip = None
+    if need_dx and groups == 1 and not pointwise and stride == (1, 1) and min(t_pads) >= 0:
+        w_flip = xp.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(2, 3, 0, 1)).reshape(kh * kw * o, c)
 
     def body(s, e, t):
         m = (e - s) * ho * wo
@@ -236,7 +245,7 @@ def conv2d_backward(dy, cache, need_dx=True):
                 xp.matmul(dyc, weight.reshape(o, c), out=dx[s:e].reshape(m, c))
             return
         x_pad = _pad_nhwc(x_nhwc[s:e], pads, xp)
-        if need_dx:
+        if need_dx and w_flip is None:
             dx_pad = scratch(xp, (e - s,) + x_pad.shape[1:], dy.dtype, "dxpad") if any(pads) else dx[s:e]
             dx_pad[...] = 0
         if depthwise:
@@ -257,6 +266,13 @@ def conv2d_backward(dy, cache, need_dx=True):
             else:
                 cols_g = cols.reshape(m, kh * kw, groups, cg).transpose(2, 0, 1, 3).reshape(groups, m, kh * kw * cg)
                 sums.add(t, xp.matmul(cols_g.transpose(0, 2, 1), dyc.reshape(m, groups, og).transpose(1, 0, 2)), db)
+            if need_dx and w_flip is not None:
+                # Stride 1: dx is the full correlation of dy with the flipped kernel, one GEMM
+                dy_pad = _pad_nhwc(dy_nhwc[s:e], t_pads, xp, "dypad")
+                dcols = im2col(dy_pad, (kh, kw), stride, dilation, (h, w),
+                               out=scratch(xp, ((e - s) * h * w * kh * kw * o,), dy.dtype, "cols"))
+                xp.matmul(dcols, w_flip, out=dx[s:e].reshape(-1, c))
+                return
             if need_dx:
                 dy_g = dyc.reshape(m, groups, og).transpose(1, 0, 2)  # (g, M, Og)
                 tmp = scratch(xp, (groups, m, cg), dy.dtype, "dx")
