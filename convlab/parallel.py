@@ -152,9 +152,20 @@ class Sums:
         return tuple(out)
 
 
+_MIN_PARALLEL_BYTES = 1 << 20
+
+
 def grain_for(n: int, bytes_per_item: int, target: int = 1 << 21) -> int:
-    """Items per chunk so a chunk's working set is about `target` bytes (2 MiB: one core's L2)."""
-    return max(1, min(n, target // max(int(bytes_per_item), 1)))
+    """Items per chunk so a chunk's working set is about `target` bytes (2 MiB: one core's L2),
+    evened out so every thread gets the same number of chunks (no thread idles at the end)."""
+    if n * bytes_per_item < _MIN_PARALLEL_BYTES:
+        return n  # too little work to pay for waking the threads (tens of microseconds)
+    grain = max(1, min(n, target // max(int(bytes_per_item), 1)))
+    t = num_threads()
+    count = -(-n // grain)
+    if t > 1 and n >= t:
+        count = -(-count // t) * t
+    return -(-n // count)
 
 
 def dense_flat(a):

@@ -6,8 +6,13 @@ import statistics
 import time
 
 
-def interleaved_medians(fns: dict, warmup=2, rounds=7, min_seconds=0.0):
-    """Call each function `warmup` times, then `rounds` rounds in turn; median seconds per call."""
+def interleaved_medians(fns: dict, warmup=2, rounds=7, min_seconds=0.0, lead=1):
+    """Call each function `warmup` times, then `rounds` rounds in turn; median seconds per call.
+
+    In each round a contender makes `lead` untimed calls before its timed one, so the timed
+    call does not share the cores with the previous contender's still-busy worker threads
+    (PyTorch's OpenMP threads spin for milliseconds after each parallel region).
+    """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -16,6 +21,8 @@ def interleaved_medians(fns: dict, warmup=2, rounds=7, min_seconds=0.0):
     r = 0
     while r < rounds or time.perf_counter() - start < min_seconds:
         for name, fn in fns.items():
+            for _ in range(lead):
+                fn()
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)

@@ -97,6 +97,41 @@ def im2col(x_pad, kernel_size, stride, dilation, out_hw, out=None):
     return out.reshape(n * ho * wo, kh * kw * c)
 
 
+def _planar(x, weight, groups):
+    """True when the columns are cheaper gathered plane by plane, (C·kh·kw, N·Ho·Wo): the input's
+    rows are contiguous (NCHW data, or one channel) and a channels-last window row (kw·C values)
+    is too short to copy fast, as in a network's first layer."""
+    c, kw = x.shape[1], weight.shape[3]
+    return groups == 1 and x.strides[3] == x.itemsize and c * kw < 16
+
+
+def im2col_planar(x, pads, kernel_size, stride, dilation, out_hw, out):
+    """Copy the windows of x (N, C, H, W), zero-padded by `pads`, into (C·kh·kw, N·Ho·Wo) columns:
+    each row a shifted input plane, so the copy runs along image rows."""
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    pt, pb, pl, pr = pads
+    if any(pads):
+        xb = scratch(xp, (n, c, h + pt + pb, w + pl + pr), x.dtype, "pad")
+        xb[:, :, :pt] = 0
+        xb[:, :, pt + h:] = 0
+        xb[:, :, pt:pt + h, :pl] = 0
+        xb[:, :, pt:pt + h, pl + w:] = 0
+        xb[:, :, pt:pt + h, pl:pl + w] = x
+    else:
+        xb = x
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel_size, stride, dilation, out_hw
+    sn, sc, sy, sx = xb.strides
+    if xp.__name__ == "numpy":
+        from numpy.lib.stride_tricks import as_strided
+    else:
+        from cupy.lib.stride_tricks import as_strided
+    win = as_strided(xb, (c, kh, kw, n, ho, wo), (sc, sy * dh, sx * dw, sn, sy * sh, sx * sw))
+    out = out.reshape(c, kh, kw, n, ho, wo)
+    xp.copyto(out, win)
+    return out.reshape(c * kh * kw, n * ho * wo)
+
+
 def col2im(dcols, padded_hw, stride, dilation):
     """Sum (N, Ho, Wo, kh, kw, C) column gradients back onto a padded NHWC input (the adjoint of
     im2col)."""
@@ -134,12 +169,16 @@ def _is_depthwise(x_shape, w_shape, groups):
     return groups > 1 and w_shape[1] == 1 and w_shape[0] == groups == x_shape[1]
 
 
+_CHUNK_BYTES = 1 << 22
+
+
 def _chunk_grain(x_shape, w_shape, out_hw):
-    """Images per chunk: a chunk's columns, input and output fill about one core's L2 cache."""
+    """Images per chunk: a chunk's columns, input and output take about 4 MiB. Smaller chunks
+    fit L2 but pay more per-call overhead (Python, waking BLAS); 4-8 MiB measured fastest here."""
     n, c, h, w = x_shape
     o, cg, kh, kw = w_shape
     per_image = 4 * (out_hw[0] * out_hw[1] * (kh * kw * c + o) + h * w * c)
-    return grain_for(n, per_image)
+    return grain_for(n, per_image, target=_CHUNK_BYTES)
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -165,6 +204,13 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
         def body(s, e, t):
             xp.matmul(x_nhwc[s:e].reshape(-1, c), w_mat, out=y[s * ho * wo:e * ho * wo])
+    elif _planar(x, weight, groups):
+        w_mat = weight.reshape(o, c * kh * kw).T
+
+        def body(s, e, t):
+            m = (e - s) * ho * wo
+            cols = im2col_planar(x[s:e], pads, *geom, out=scratch(xp, (m * kh * kw * c,), x.dtype, "cols"))
+            xp.matmul(cols.T, w_mat, out=y[s * ho * wo:e * ho * wo])
     elif _is_depthwise(x.shape, weight.shape, groups):
         w_dw = weight.reshape(c, kh * kw)
 
@@ -198,7 +244,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
     parallel_for(n, _chunk_grain(x.shape, weight.shape, (ho, wo)), run, xp)
     y = y.reshape(n, ho, wo, o).transpose(0, 3, 1, 2)  # (N, O, Ho, Wo), channels-last memory
-    cache = (x_nhwc, weight, pads, stride, dilation, groups, bias is not None)
+    cache = (x, weight, pads, stride, dilation, groups, bias is not None)
     return y, cache
 
 
@@ -214,7 +260,8 @@ def conv2d_backward(dy, cache, need_dx=True):
     if kernels.owns(cache):
         dx, dw, db = kernels.conv2d_backward(dy, cache)
         return (dx if need_dx else None), dw, db
-    x_nhwc, weight, pads, stride, dilation, groups, has_bias = cache
+    x, weight, pads, stride, dilation, groups, has_bias = cache
+    x_nhwc = x.transpose(0, 2, 3, 1)
     xp = get_array_module(dy)
     n, h, w, c = x_nhwc.shape
     o, cg, kh, kw = weight.shape
@@ -225,6 +272,7 @@ def conv2d_backward(dy, cache, need_dx=True):
     sums = Sums()
     pointwise = _is_pointwise(weight.shape, pads, stride, groups)
     depthwise = _is_depthwise((n, c, h, w), weight.shape, groups)
+    planar = not pointwise and _planar(x, weight, groups)
     og = o // groups
     w_off = weight.reshape(groups, og, cg, kh * kw).transpose(3, 0, 1, 2)  # per offset: (g, Og, Cg)
     # padding of dy that turns dx into a correlation (stride 1, padding within the kernel's reach)
@@ -244,11 +292,15 @@ def conv2d_backward(dy, cache, need_dx=True):
             if need_dx:
                 xp.matmul(dyc, weight.reshape(o, c), out=dx[s:e].reshape(m, c))
             return
-        x_pad = _pad_nhwc(x_nhwc[s:e], pads, xp)
         if need_dx and w_flip is None:
-            dx_pad = scratch(xp, (e - s,) + x_pad.shape[1:], dy.dtype, "dxpad") if any(pads) else dx[s:e]
+            padded = (e - s, h + pads[0] + pads[1], w + pads[2] + pads[3], c)
+            dx_pad = scratch(xp, padded, dy.dtype, "dxpad") if any(pads) else dx[s:e]
             dx_pad[...] = 0
-        if depthwise:
+        if planar:
+            cols = im2col_planar(x[s:e], pads, *geom, out=scratch(xp, (m * kh * kw * c,), dy.dtype, "cols"))
+            sums.add(t, cols @ dyc, db)  # (C·kh·kw, O)
+        elif depthwise:
+            x_pad = _pad_nhwc(x_nhwc[s:e], pads, xp)
             tmp = scratch(xp, (e - s, ho, wo, c), dy.dtype, "dw")
             dw = xp.empty((kh * kw, c), dtype=dy.dtype)
             for k in range(kh * kw):
@@ -260,27 +312,28 @@ def conv2d_backward(dy, cache, need_dx=True):
                     _offset_view(dx_pad, k // kw, k % kw, stride, dilation, (ho, wo))[...] += tmp
             sums.add(t, dw, db)
         else:
+            x_pad = _pad_nhwc(x_nhwc[s:e], pads, xp)
             cols = im2col(x_pad, *geom, out=scratch(xp, (m * kh * kw * c,), dy.dtype, "cols"))
             if groups == 1:
                 sums.add(t, cols.T @ dyc, db)  # (kh·kw·C, O)
             else:
                 cols_g = cols.reshape(m, kh * kw, groups, cg).transpose(2, 0, 1, 3).reshape(groups, m, kh * kw * cg)
                 sums.add(t, xp.matmul(cols_g.transpose(0, 2, 1), dyc.reshape(m, groups, og).transpose(1, 0, 2)), db)
-            if need_dx and w_flip is not None:
-                # Stride 1: dx is the full correlation of dy with the flipped kernel, one GEMM
-                dy_pad = _pad_nhwc(dy_nhwc[s:e], t_pads, xp, "dypad")
-                dcols = im2col(dy_pad, (kh, kw), stride, dilation, (h, w),
-                               out=scratch(xp, ((e - s) * h * w * kh * kw * o,), dy.dtype, "cols"))
-                xp.matmul(dcols, w_flip, out=dx[s:e].reshape(-1, c))
-                return
-            if need_dx:
-                dy_g = dyc.reshape(m, groups, og).transpose(1, 0, 2)  # (g, M, Og)
-                tmp = scratch(xp, (groups, m, cg), dy.dtype, "dx")
-                for k in range(kh * kw):
-                    xp.matmul(dy_g, w_off[k], out=tmp)  # (g, M, Cg)
-                    part = tmp[0] if groups == 1 else tmp.transpose(1, 0, 2)
-                    _offset_view(dx_pad, k // kw, k % kw, stride, dilation, (ho, wo))[...] += (
-                        part.reshape(e - s, ho, wo, c))
+        if need_dx and w_flip is not None:
+            # Stride 1: dx is the full correlation of dy with the flipped kernel, one GEMM
+            dy_pad = _pad_nhwc(dy_nhwc[s:e], t_pads, xp, "dypad")
+            dcols = im2col(dy_pad, (kh, kw), stride, dilation, (h, w),
+                           out=scratch(xp, ((e - s) * h * w * kh * kw * o,), dy.dtype, "cols"))
+            xp.matmul(dcols, w_flip, out=dx[s:e].reshape(-1, c))
+            return
+        if need_dx and not depthwise:
+            dy_g = dyc.reshape(m, groups, og).transpose(1, 0, 2)  # (g, M, Og)
+            tmp = scratch(xp, (groups, m, cg), dy.dtype, "dx")
+            for k in range(kh * kw):
+                xp.matmul(dy_g, w_off[k], out=tmp)  # (g, M, Cg)
+                part = tmp[0] if groups == 1 else tmp.transpose(1, 0, 2)
+                _offset_view(dx_pad, k // kw, k % kw, stride, dilation, (ho, wo))[...] += (
+                    part.reshape(e - s, ho, wo, c))
         if need_dx and any(pads):
             dx[s:e] = dx_pad[:, pads[0]:pads[0] + h, pads[2]:pads[2] + w, :]
 
@@ -290,6 +343,8 @@ def conv2d_backward(dy, cache, need_dx=True):
         dw = dw.reshape(o, c, 1, 1)
     elif depthwise:
         dw = dw.T.reshape(o, 1, kh, kw)
+    elif planar:
+        dw = dw.T.reshape(o, c, kh, kw)
     elif groups == 1:
         dw = dw.reshape(kh, kw, c, o).transpose(3, 2, 0, 1)  # (O, C, kh, kw)
     else:

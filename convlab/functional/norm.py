@@ -29,6 +29,26 @@ def _row_grain(m, c):
     return grain_for(m, 4 * 3 * c)
 
 
+class _Wide:
+    """Rows of few channels seen r at a time, (M/r, r·C): NumPy broadcasts a per-channel vector
+    over short rows slowly (C=16 runs at half speed), so vectors are tiled r times and column
+    sums folded back to C."""
+
+    def __init__(self, xp, m, c):
+        self.xp, self.c, self.r = xp, c, 1
+        while self.r * c < 256 and m % (2 * self.r) == 0:
+            self.r *= 2
+
+    def rows(self, a):
+        return a.reshape(-1, self.r * self.c)
+
+    def tile(self, v):
+        return v if self.r == 1 else self.xp.tile(v, self.r)
+
+    def fold(self, v):
+        return v if v is None or self.r == 1 else v.reshape(self.r, self.c).sum(axis=0)
+
+
 def batch_norm(x, weight, bias, running_mean, running_var, training=True, momentum=0.1, eps=1e-5,
                num_batches_tracked=0):
     """Normalise x per channel; in training, update the running statistics in place.
@@ -44,50 +64,77 @@ def batch_norm(x, weight, bias, running_mean, running_var, training=True, moment
     xp = get_array_module(x)
     xr, back = _rows(x)
     m, c = xr.shape
-    grain = _row_grain(m, c)
-    if training:
-        if m < 2:
-            raise ValueError(
-                f"batch_norm: training needs more than one value per channel, got input shape {x.shape}"
-            )
-        sums = Sums()
-        parallel_for(m, grain, lambda s, e, t: sums.add(t, column_sum(xr[s:e])), xp)
-        mean = sums.total()[0] / m
-        sums = Sums()
+    wide = _Wide(xp, m, c)
+    xw = wide.rows(xr)
+    mw, cw = xw.shape
+    grain = _row_grain(mw, cw)
+    if not training:
+        return _batch_norm_eval(x, xr, back, wide, weight, bias, running_mean, running_var, eps, grain)
+    if m < 2:
+        raise ValueError(
+            f"batch_norm: training needs more than one value per channel, got input shape {x.shape}"
+        )
+    sums = Sums()
+    parallel_for(mw, grain, lambda s, e, t: sums.add(t, column_sum(xw[s:e])), xp)
+    mean = wide.fold(sums.total()[0]) / m
+    mean_w = wide.tile(mean)
+    sums = Sums()
 
-        def square_dev(s, e, t):
-            d = scratch(xp, (e - s, c), x.dtype, "bn")
-            xp.subtract(xr[s:e], mean, out=d)
-            sums.add(t, xp.einsum("mc,mc->c", d, d))
+    def square_dev(s, e, t):
+        d = scratch(xp, (e - s, cw), x.dtype, "bn")
+        xp.subtract(xw[s:e], mean_w, out=d)
+        sums.add(t, xp.einsum("mc,mc->c", d, d))
 
-        parallel_for(m, grain, square_dev, xp)
-        var = sums.total()[0] / m
-        if running_mean is not None:
-            f = (1.0 / max(num_batches_tracked, 1)) if momentum is None else momentum
-            running_mean *= 1 - f
-            running_mean += f * mean.astype(running_mean.dtype, copy=False)
-            running_var *= 1 - f
-            running_var += f * (var * (m / (m - 1))).astype(running_var.dtype, copy=False)
-    else:
-        mean, var = running_mean, running_var
+    parallel_for(mw, grain, square_dev, xp)
+    var = wide.fold(sums.total()[0]) / m
+    if running_mean is not None:
+        f = (1.0 / max(num_batches_tracked, 1)) if momentum is None else momentum
+        running_mean *= 1 - f
+        running_mean += f * mean.astype(running_mean.dtype, copy=False)
+        running_var *= 1 - f
+        running_var += f * (var * (m / (m - 1))).astype(running_var.dtype, copy=False)
     inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
-    mean = mean.astype(x.dtype, copy=False)
-    xhat = xp.empty((m, c), dtype=x.dtype)
-    y = xp.empty((m, c), dtype=x.dtype)
+    mean_w, inv_std_w = wide.tile(mean.astype(x.dtype, copy=False)), wide.tile(inv_std)
+    weight_w = None if weight is None else wide.tile(weight)
+    bias_w = None if bias is None else wide.tile(bias)
+    xhat = xp.empty((mw, cw), dtype=x.dtype)
+    y = xp.empty((mw, cw), dtype=x.dtype)
 
     def normalise(s, e, t):
         xh = xhat[s:e]
-        xp.subtract(xr[s:e], mean, out=xh)
-        xh *= inv_std
-        if weight is None:
+        xp.subtract(xw[s:e], mean_w, out=xh)
+        xh *= inv_std_w
+        if weight_w is None:
             y[s:e] = xh
         else:
-            xp.multiply(xh, weight, out=y[s:e])
-        if bias is not None:
-            y[s:e] += bias
+            xp.multiply(xh, weight_w, out=y[s:e])
+        if bias_w is not None:
+            y[s:e] += bias_w
 
-    parallel_for(m, grain, normalise, xp)
-    return back(y), (xhat, inv_std, weight, training, bias is not None)
+    parallel_for(mw, grain, normalise, xp)
+    return back(y.reshape(m, c)), (xhat.reshape(m, c), inv_std, weight, True, bias is not None)
+
+
+def _batch_norm_eval(x, xr, back, wide, weight, bias, running_mean, running_var, eps, grain):
+    """Eval mode: the statistics are constants, so y = x·a + b per channel, two passes. The cache
+    keeps x (a view, as conv2d does); the backward pass rebuilds x̂ only for dweight."""
+    xp = get_array_module(x)
+    m, c = xr.shape
+    inv_std = (1.0 / xp.sqrt(running_var + eps)).astype(x.dtype, copy=False)
+    a = inv_std if weight is None else inv_std * weight
+    b = -running_mean.astype(x.dtype, copy=False) * a
+    if bias is not None:
+        b += bias
+    a_w, b_w, xw = wide.tile(a), wide.tile(b), wide.rows(xr)
+    y = xp.empty(xw.shape, dtype=x.dtype)
+
+    def affine(s, e, t):
+        xp.multiply(xw[s:e], a_w, out=y[s:e])
+        y[s:e] += b_w
+
+    parallel_for(xw.shape[0], grain, affine, xp)
+    xhat = (xr, running_mean.astype(x.dtype, copy=False), inv_std)  # x̂ = (x − mean) · inv_std
+    return back(y.reshape(m, c)), (xhat, inv_std, weight, False, bias is not None)
 
 
 def batch_norm_backward(dy, cache):
@@ -98,34 +145,53 @@ def batch_norm_backward(dy, cache):
     xp = get_array_module(dy)
     dyr, back = _rows(dy)
     m, c = dyr.shape
-    grain = _row_grain(m, c)
+    wide = _Wide(xp, m, c)
+    dyw = wide.rows(dyr)
+    mw, cw = dyw.shape
+    grain = _row_grain(mw, cw)
+    kept_x = isinstance(xhat, tuple)  # eval mode keeps x: x̂ is rebuilt here, for dweight only
+    if kept_x:
+        xw, mean_w, inv_std_w = wide.rows(xhat[0]), wide.tile(xhat[1]), wide.tile(xhat[2])
+    else:
+        xhat_w = wide.rows(xhat)
     sums = Sums()
 
     def reduce(s, e, t):
-        d = scratch(xp, (e - s, c), dy.dtype, "bn")
-        xp.multiply(dyr[s:e], xhat[s:e], out=d)
-        sums.add(t, column_sum(dyr[s:e]), column_sum(d))
+        g = dyw[s:e]
+        if kept_x and weight is None:
+            sums.add(t, column_sum(g), None)
+            return
+        d = scratch(xp, (e - s, cw), dy.dtype, "bn")
+        if kept_x:
+            xp.subtract(xw[s:e], mean_w, out=d)
+            d *= inv_std_w
+            d *= g
+        else:
+            xp.multiply(g, xhat_w[s:e], out=d)
+        sums.add(t, column_sum(g), column_sum(d))
 
-    parallel_for(m, grain, reduce, xp)
-    sum_dy, sum_dy_xhat = sums.total()
+    parallel_for(mw, grain, reduce, xp)
+    sum_dy, sum_dy_xhat = (wide.fold(v) for v in sums.total())
     dbias = sum_dy if has_bias else None
     dweight = sum_dy_xhat if weight is not None else None
     scale = inv_std if weight is None else inv_std * weight  # (C,)
-    dx = xp.empty((m, c), dtype=dy.dtype)
+    scale_w = wide.tile(scale)
+    dx = xp.empty((mw, cw), dtype=dy.dtype)
     # dx = scale · (dy − mean(dy) − x̂ · mean(dy · x̂)); in eval mode the statistics are constants
-    k_xhat = -sum_dy_xhat / m * scale
-    k_0 = sum_dy / m * scale
+    if training:
+        k_xhat = wide.tile(-sum_dy_xhat / m * scale)
+        k_0 = wide.tile(sum_dy / m * scale)
 
     def grad(s, e, t):
         out = dx[s:e]
         if not training:
-            xp.multiply(dyr[s:e], scale, out=out)
+            xp.multiply(dyw[s:e], scale_w, out=out)
             return
-        d = scratch(xp, (e - s, c), dy.dtype, "bn")
-        xp.multiply(xhat[s:e], k_xhat, out=out)
-        xp.multiply(dyr[s:e], scale, out=d)
+        d = scratch(xp, (e - s, cw), dy.dtype, "bn")
+        xp.multiply(xhat_w[s:e], k_xhat, out=out)
+        xp.multiply(dyw[s:e], scale_w, out=d)
         out += d
         out -= k_0
 
-    parallel_for(m, grain, grad, xp)
-    return back(dx), dweight, dbias
+    parallel_for(mw, grain, grad, xp)
+    return back(dx.reshape(m, c)), dweight, dbias

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from .. import kernels
 from ..backend import get_array_module
+from ..parallel import grain_for, parallel_for
 from .conv import _pair
+from .workspace import scratch
 
 
 def pool_output_size(size, kernel, stride, padding, dilation=1, ceil_mode=False):
@@ -69,11 +71,18 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
         return kernels.max_pool2d(x, kernel_size, stride, padding, ceil_mode)
     xp = get_array_module(x)
     k, s, p, out, (hb, wb) = _geometry(x.shape, kernel_size, stride, padding, ceil_mode, "max_pool2d")
+    n, c, h, w = x.shape
     xb = _padded_nhwc(x, p, hb, wb, -xp.inf)
-    views = _offsets(xb, k, s, out)
-    y = next(views).copy()  # (N, Ho, Wo, C)
-    for v in views:
-        xp.maximum(y, v, out=y)
+    y = xp.empty((n,) + out + (c,), dtype=x.dtype)
+
+    def body(s_, e, t):
+        views = _offsets(xb[s_:e], k, s, out)
+        yc = y[s_:e]
+        yc[...] = next(views)
+        for v in views:
+            xp.maximum(yc, v, out=yc)
+
+    parallel_for(n, grain_for(n, 4 * c * (hb * wb + 2 * out[0] * out[1])), body, xp)
     return y.transpose(0, 3, 1, 2), (xb, y, x.shape, k, s, p, out)
 
 
@@ -85,14 +94,33 @@ def max_pool2d_backward(dy, cache):
     xp = get_array_module(dy)
     n, c, h, w = x_shape
     dy_nhwc = dy.transpose(0, 2, 3, 1)
-    dxb = xp.zeros(xb.shape, dtype=dy.dtype)
-    open_ = xp.ones(y.shape, dtype=bool)  # windows whose max has not been claimed yet
-    hit = xp.empty(y.shape, dtype=bool)
-    for v, d in zip(_offsets(xb, k, s, out), _offsets(dxb, k, s, out)):
-        xp.equal(v, y, out=hit)
-        hit &= open_
-        open_ &= ~hit
-        d += dy_nhwc * hit
+    # Windows that tile the buffer exactly write each input cell once: assign, no zeroing, no sum.
+    tiled = s == k and all(o * kk == b for o, kk, b in zip(out, k, xb.shape[1:3]))
+    dxb = xp.empty(xb.shape, dtype=dy.dtype) if tiled else xp.zeros(xb.shape, dtype=dy.dtype)
+    last = k[0] * k[1] - 1
+
+    def body(s_, e, t):
+        shape = (e - s_,) + out + (c,)
+        open_ = scratch(xp, shape, bool, "open")  # windows whose max is not claimed yet
+        hit = scratch(xp, shape, bool, "hit")
+        part = None if tiled else scratch(xp, shape, dy.dtype, "part")
+        g, yc = dy_nhwc[s_:e], y[s_:e]
+        for i, (v, d) in enumerate(zip(_offsets(xb[s_:e], k, s, out), _offsets(dxb[s_:e], k, s, out))):
+            xp.equal(v, yc, out=hit)
+            if i:
+                hit &= open_
+            if i < last:
+                if i:
+                    xp.greater(open_, hit, out=open_)  # open and not hit
+                else:
+                    xp.logical_not(hit, out=open_)
+            if tiled:
+                xp.multiply(g, hit, out=d)
+            else:
+                xp.multiply(g, hit, out=part)
+                d += part
+
+    parallel_for(n, grain_for(n, 4 * c * (xb.shape[1] * xb.shape[2] + 3 * out[0] * out[1])), body, xp)
     return _crop_nchw(dxb, p, h, w)
 
 
