@@ -55,8 +55,10 @@ def batch_norm(x, weight, bias, running_mean, running_var, training=True, moment
 
     momentum=None uses a cumulative average (PyTorch's convention), which needs
     `num_batches_tracked` (already incremented for this batch). Returns (y, cache).
-    Rows are processed in chunks on convlab's threads: one pass for the means, one for the
-    variances (two-pass, as exact as the whole-array formula) and one to normalise.
+    Rows are processed in chunks on convlab's threads. Training takes one pass for the means and
+    one for the variances (two-pass, as exact as the whole-array formula); then, in both modes,
+    y = x·a + b per channel with a = weight/σ and b = bias − mean·a, as PyTorch's CPU kernel does.
+    The cache keeps x (a view, like conv2d's), not x̂: backward rebuilds x − mean chunk by chunk.
     """
     if kernels.accepts(x):
         return kernels.batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps,
@@ -68,127 +70,96 @@ def batch_norm(x, weight, bias, running_mean, running_var, training=True, moment
     xw = wide.rows(xr)
     mw, cw = xw.shape
     grain = _row_grain(mw, cw)
-    if not training:
-        return _batch_norm_eval(x, xr, back, wide, weight, bias, running_mean, running_var, eps, grain)
-    if m < 2:
-        raise ValueError(
-            f"batch_norm: training needs more than one value per channel, got input shape {x.shape}"
-        )
-    sums = Sums()
-    parallel_for(mw, grain, lambda s, e, t: sums.add(t, column_sum(xw[s:e])), xp)
-    mean = wide.fold(sums.total()[0]) / m
-    mean_w = wide.tile(mean)
-    sums = Sums()
+    if training:
+        if m < 2:
+            raise ValueError(
+                f"batch_norm: training needs more than one value per channel, got input shape {x.shape}"
+            )
+        sums = Sums()
+        parallel_for(mw, grain, lambda s, e, t: sums.add(t, column_sum(xw[s:e])), xp)
+        mean = wide.fold(sums.total()[0]) / m
+        mean_w = wide.tile(mean)
+        sums = Sums()
 
-    def square_dev(s, e, t):
-        d = scratch(xp, (e - s, cw), x.dtype, "bn")
-        xp.subtract(xw[s:e], mean_w, out=d)
-        sums.add(t, xp.einsum("mc,mc->c", d, d))
+        def square_dev(s, e, t):
+            d = scratch(xp, (e - s, cw), x.dtype, "bn")
+            xp.subtract(xw[s:e], mean_w, out=d)
+            sums.add(t, xp.einsum("mc,mc->c", d, d))
 
-    parallel_for(mw, grain, square_dev, xp)
-    var = wide.fold(sums.total()[0]) / m
-    if running_mean is not None:
-        f = (1.0 / max(num_batches_tracked, 1)) if momentum is None else momentum
-        running_mean *= 1 - f
-        running_mean += f * mean.astype(running_mean.dtype, copy=False)
-        running_var *= 1 - f
-        running_var += f * (var * (m / (m - 1))).astype(running_var.dtype, copy=False)
+        parallel_for(mw, grain, square_dev, xp)
+        var = wide.fold(sums.total()[0]) / m
+        if running_mean is not None:
+            f = (1.0 / max(num_batches_tracked, 1)) if momentum is None else momentum
+            running_mean *= 1 - f
+            running_mean += f * mean.astype(running_mean.dtype, copy=False)
+            running_var *= 1 - f
+            running_var += f * (var * (m / (m - 1))).astype(running_var.dtype, copy=False)
+    else:
+        mean, var = running_mean, running_var
+    mean = mean.astype(x.dtype, copy=False)
     inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
-    mean_w, inv_std_w = wide.tile(mean.astype(x.dtype, copy=False)), wide.tile(inv_std)
-    weight_w = None if weight is None else wide.tile(weight)
-    bias_w = None if bias is None else wide.tile(bias)
-    xhat = xp.empty((mw, cw), dtype=x.dtype)
-    y = xp.empty((mw, cw), dtype=x.dtype)
-
-    def normalise(s, e, t):
-        xh = xhat[s:e]
-        xp.subtract(xw[s:e], mean_w, out=xh)
-        xh *= inv_std_w
-        if weight_w is None:
-            y[s:e] = xh
-        else:
-            xp.multiply(xh, weight_w, out=y[s:e])
-        if bias_w is not None:
-            y[s:e] += bias_w
-
-    parallel_for(mw, grain, normalise, xp)
-    return back(y.reshape(m, c)), (xhat.reshape(m, c), inv_std, weight, True, bias is not None)
-
-
-def _batch_norm_eval(x, xr, back, wide, weight, bias, running_mean, running_var, eps, grain):
-    """Eval mode: the statistics are constants, so y = x·a + b per channel, two passes. The cache
-    keeps x (a view, as conv2d does); the backward pass rebuilds x̂ only for dweight."""
-    xp = get_array_module(x)
-    m, c = xr.shape
-    inv_std = (1.0 / xp.sqrt(running_var + eps)).astype(x.dtype, copy=False)
     a = inv_std if weight is None else inv_std * weight
-    b = -running_mean.astype(x.dtype, copy=False) * a
+    b = -mean * a
     if bias is not None:
         b += bias
-    a_w, b_w, xw = wide.tile(a), wide.tile(b), wide.rows(xr)
-    y = xp.empty(xw.shape, dtype=x.dtype)
+    a_w, b_w = wide.tile(a), wide.tile(b)
+    y = xp.empty((mw, cw), dtype=x.dtype)
 
     def affine(s, e, t):
         xp.multiply(xw[s:e], a_w, out=y[s:e])
         y[s:e] += b_w
 
-    parallel_for(xw.shape[0], grain, affine, xp)
-    xhat = (xr, running_mean.astype(x.dtype, copy=False), inv_std)  # x̂ = (x − mean) · inv_std
-    return back(y.reshape(m, c)), (xhat, inv_std, weight, False, bias is not None)
+    parallel_for(mw, grain, affine, xp)
+    return back(y.reshape(m, c)), (xr, mean, inv_std, weight, training, bias is not None)
 
 
 def batch_norm_backward(dy, cache):
     """Gradients (dx, dweight, dbias); in training the batch statistics are differentiated too."""
     if kernels.owns(cache):
         return kernels.batch_norm_backward(dy, cache)
-    xhat, inv_std, weight, training, has_bias = cache
+    xr, mean, inv_std, weight, training, has_bias = cache
     xp = get_array_module(dy)
     dyr, back = _rows(dy)
     m, c = dyr.shape
     wide = _Wide(xp, m, c)
-    dyw = wide.rows(dyr)
+    dyw, xw, mean_w = wide.rows(dyr), wide.rows(xr), wide.tile(mean)
     mw, cw = dyw.shape
     grain = _row_grain(mw, cw)
-    kept_x = isinstance(xhat, tuple)  # eval mode keeps x: x̂ is rebuilt here, for dweight only
-    if kept_x:
-        xw, mean_w, inv_std_w = wide.rows(xhat[0]), wide.tile(xhat[1]), wide.tile(xhat[2])
-    else:
-        xhat_w = wide.rows(xhat)
+    need_dev = training or weight is not None  # Σ dy·(x − mean), for the batch statistics or dweight
     sums = Sums()
 
     def reduce(s, e, t):
         g = dyw[s:e]
-        if kept_x and weight is None:
+        if not need_dev:
             sums.add(t, column_sum(g), None)
             return
         d = scratch(xp, (e - s, cw), dy.dtype, "bn")
-        if kept_x:
-            xp.subtract(xw[s:e], mean_w, out=d)
-            d *= inv_std_w
-            d *= g
-        else:
-            xp.multiply(g, xhat_w[s:e], out=d)
-        sums.add(t, column_sum(g), column_sum(d))
+        xp.subtract(xw[s:e], mean_w, out=d)
+        d *= g
+        sums.add(t, column_sum(g), column_sum(d))  # BLAS sums: partial sums, less rounding than einsum
 
     parallel_for(mw, grain, reduce, xp)
-    sum_dy, sum_dy_xhat = (wide.fold(v) for v in sums.total())
+    sum_dy, sum_dy_dev = (wide.fold(v) for v in sums.total())
+    sum_dy_xhat = None if sum_dy_dev is None else sum_dy_dev * inv_std  # Σ dy·x̂
     dbias = sum_dy if has_bias else None
     dweight = sum_dy_xhat if weight is not None else None
     scale = inv_std if weight is None else inv_std * weight  # (C,)
     scale_w = wide.tile(scale)
     dx = xp.empty((mw, cw), dtype=dy.dtype)
-    # dx = scale · (dy − mean(dy) − x̂ · mean(dy · x̂)); in eval mode the statistics are constants
     if training:
-        k_xhat = wide.tile(-sum_dy_xhat / m * scale)
+        # dx = scale·(dy − mean(dy) − x̂·mean(dy·x̂)) = dy·scale + (x − mean)·k_x − k_0; x − mean is
+        # formed first: folding mean·k_x into k_0 would cancel badly when |mean| ≫ σ
+        k_x = wide.tile(-sum_dy_xhat / m * scale * inv_std)
         k_0 = wide.tile(sum_dy / m * scale)
 
     def grad(s, e, t):
         out = dx[s:e]
-        if not training:
+        if not training:  # the statistics are constants
             xp.multiply(dyw[s:e], scale_w, out=out)
             return
         d = scratch(xp, (e - s, cw), dy.dtype, "bn")
-        xp.multiply(xhat_w[s:e], k_xhat, out=out)
+        xp.subtract(xw[s:e], mean_w, out=out)
+        out *= k_x
         xp.multiply(dyw[s:e], scale_w, out=d)
         out += d
         out -= k_0

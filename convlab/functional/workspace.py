@@ -20,7 +20,7 @@ def scratch(xp, shape, dtype, slot="default"):
     size = 1
     for s in shape:
         size *= s
-    key = (slot, xp.__name__, str(dtype))
+    key = (slot, xp.__name__, dtype)  # dtype objects hash fast; str(dtype) cost microseconds
     buf = pool.get(key)
     if buf is None or buf.size < size:
         buf = pool[key] = xp.empty(size, dtype=dtype)
