@@ -177,8 +177,10 @@ def dense_flat(a):
     return v.reshape(-1)
 
 
-def elementwise(fn, out, *inputs, grain=1 << 16):
-    """Run fn(out_chunk, *input_chunks) over flat chunks of arrays that share one dense layout.
+def elementwise(fn, out, *inputs):
+    """Run fn(out_chunk, *input_chunks) over flat chunks of arrays that share one dense layout,
+    one chunk per thread: a streaming op gains nothing from cache-sized chunks, and each extra
+    chunk costs a thread hand-over.
 
     Returns False (and does nothing) when the arrays are not dense in the same axis order, so the
     caller can fall back to the whole-array expression.
@@ -190,6 +192,8 @@ def elementwise(fn, out, *inputs, grain=1 << 16):
     if any(f is None for f in flats):
         return False
     size = flats[0].size
+    per_item = sum(a.itemsize for a in arrays)
+    grain = size if size * per_item < _MIN_PARALLEL_BYTES else -(-size // num_threads())
 
     def body(s, e, t):
         fn(*(f[s:e] for f in flats))
