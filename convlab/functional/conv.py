@@ -70,17 +70,22 @@ def _pad_nhwc(x_nhwc, pads, xp, slot="pad"):
     return out
 
 
+def _as_strided(xp, a, shape, strides):
+    """A strided view of `a` (NumPy's or CuPy's as_strided): no copy, no bounds check."""
+    if xp.__name__ == "numpy":
+        from numpy.lib.stride_tricks import as_strided
+    else:
+        from cupy.lib.stride_tricks import as_strided
+    return as_strided(a, shape, strides)
+
+
 def _windows(x_pad, kernel_size, stride, dilation, out_hw):
     """A (N, Ho, Wo, kh, kw, C) strided view of every window of a padded NHWC input (no copy)."""
     xp = get_array_module(x_pad)
     n, _, _, c = x_pad.shape
     sn, sh_, sw_, sc = x_pad.strides
     (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel_size, stride, dilation, out_hw
-    if xp.__name__ == "numpy":
-        from numpy.lib.stride_tricks import as_strided
-    else:
-        from cupy.lib.stride_tricks import as_strided
-    return as_strided(x_pad, (n, ho, wo, kh, kw, c), (sn, sh_ * sh, sw_ * sw, sh_ * dh, sw_ * dw, sc))
+    return _as_strided(xp, x_pad, (n, ho, wo, kh, kw, c), (sn, sh_ * sh, sw_ * sw, sh_ * dh, sw_ * dw, sc))
 
 
 def im2col(x_pad, kernel_size, stride, dilation, out_hw, out=None):
@@ -105,12 +110,8 @@ def row_expand(x_pad, kw, stride_w, dilation_w, wo, out):
     xp = get_array_module(x_pad)
     n, hp, _, c = x_pad.shape
     sn, sh_, sw_, sc = x_pad.strides
-    if xp.__name__ == "numpy":
-        from numpy.lib.stride_tricks import as_strided
-    else:
-        from cupy.lib.stride_tricks import as_strided
     out = out.reshape(n, hp, wo, kw, c)
-    xp.copyto(out, as_strided(x_pad, out.shape, (sn, sh_, sw_ * stride_w, sw_ * dilation_w, sc)))
+    xp.copyto(out, _as_strided(xp, x_pad, out.shape, (sn, sh_, sw_ * stride_w, sw_ * dilation_w, sc)))
     return out.reshape(n, hp * wo, kw * c)
 
 
@@ -159,11 +160,7 @@ def im2col_planar(x, pads, kernel_size, stride, dilation, out_hw, out):
         xb = x
     (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel_size, stride, dilation, out_hw
     sn, sc, sy, sx = xb.strides
-    if xp.__name__ == "numpy":
-        from numpy.lib.stride_tricks import as_strided
-    else:
-        from cupy.lib.stride_tricks import as_strided
-    win = as_strided(xb, (c, kh, kw, n, ho, wo), (sc, sy * dh, sx * dw, sn, sy * sh, sx * sw))
+    win = _as_strided(xp, xb, (c, kh, kw, n, ho, wo), (sc, sy * dh, sx * dw, sn, sy * sh, sx * sw))
     out = out.reshape(c, kh, kw, n, ho, wo)
     xp.copyto(out, win)
     return out.reshape(c * kh * kw, n * ho * wo)
