@@ -189,7 +189,7 @@ def peak_memory(name, framework, batch):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
