@@ -163,9 +163,15 @@ def grain_for(n: int, bytes_per_item: int, target: int = 1 << 21) -> int:
     grain = max(1, min(n, target // max(int(bytes_per_item), 1)))
     t = num_threads()
     count = -(-n // grain)
-    if t > 1 and n >= t:
-        count = -(-count // t) * t
-    return -(-n // count)
+    if t <= 1 or n < t:
+        return -(-n // count)
+    count = -(-count // t) * t
+    base = -(-n // count)
+    # equal chunks: the nearest grain (smaller first) whose chunk count is a multiple of T
+    for g in [g for d in range(n) for g in (base - d, base + d + 1)]:
+        if 0 < g <= n and (-(-n // g)) % t == 0:
+            return g
+    return base
 
 
 def dense_flat(a):

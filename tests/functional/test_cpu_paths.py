@@ -1,0 +1,540 @@
+"""The CPU fast paths of conv2d, max pooling and batch norm: each code path against PyTorch in float64,
+and each path split over two threads in uneven one-image chunks against the single-thread run.
+
+conv2d picks its path from the shapes (see `convlab.functional.conv`); every case below names the
+forward path and the input-gradient path it must take, and the tests assert that it does (through
+the module's own predicates and by watching which helpers run), so a case that stops exercising
+its path fails instead of silently testing another one.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from convlab import parallel
+from convlab.functional import conv, norm, pool
+
+RTOL64 = 1e-10  # float64 against PyTorch
+RTOL_THREADS = 1e-12  # float64, two threads in small chunks against one thread
+RTOL32 = 1e-4  # float32 against float64
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    saved = parallel.num_threads()
+    yield
+    parallel.set_num_threads(saved)
+
+
+def torch_or_skip():
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    return torch
+
+
+def channels_last(a):
+    """The same values as `a` (N, C, H, W), stored channels-last (as conv outputs are)."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+def assert_close(actual, expected, rtol, what=""):
+    """Elementwise rtol, with an absolute floor of rtol·max|expected| for entries that cancel to ~0."""
+    assert actual is not None, f"{what}: got None"
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    scale = float(np.max(np.abs(expected))) if expected.size else 0.0
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale, err_msg=what)
+
+
+class Spy:
+    """Wraps parallel_for inside a module and records every chunk (start, stop, thread)."""
+
+    def __init__(self, monkeypatch, module):
+        self.calls = []
+        real = parallel.parallel_for
+
+        def spy(n, grain, body, xp=np):
+            def recorded(s, e, t):
+                self.calls.append((s, e, t))
+                return body(s, e, t)
+
+            return real(n, grain, recorded, xp)
+
+        monkeypatch.setattr(module, "parallel_for", spy)
+
+    def assert_used_threads(self):
+        assert self.calls, "parallel_for was never called"
+        assert {t for _, _, t in self.calls} == {0, 1}, f"chunks did not run on both threads: {self.calls}"
+
+
+# -- conv2d ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ConvCase:
+    x_shape: tuple
+    out_channels: int
+    kernel: object
+    forward: str  # pointwise | planar | depthwise | rows | im2col
+    dx: str  # pointwise | depthwise | flip (full correlation with the flipped kernel) | offset
+    stride: object = 1
+    padding: object = 0
+    dilation: object = 1
+    groups: int = 1
+    channels_last: bool = False
+    bias: bool = True
+
+
+CONV_CASES = {
+    "planar C=1 5x5 pad 2": ConvCase((5, 1, 12, 12), 6, 5, "planar", "flip", padding=2),
+    "planar C=3 3x3 pad 1 NCHW": ConvCase((5, 3, 9, 11), 8, 3, "planar", "flip", padding=1),
+    "planar channels-last C=1": ConvCase((5, 1, 9, 11), 8, 3, "planar", "flip", padding=1, channels_last=True),
+    "planar C=3 stride 2, dx per offset": ConvCase((5, 3, 9, 11), 8, 3, "planar", "offset", stride=2, padding=1),
+    "planar C=1 pad 3, dx per offset": ConvCase((5, 1, 7, 8), 4, 3, "planar", "offset", padding=3, bias=False),
+    "rows C=16 O=16 3x3 pad 1": ConvCase((5, 16, 8, 9), 16, 3, "rows", "flip", padding=1),
+    "rows dilation 2": ConvCase((5, 16, 9, 8), 16, 3, "rows", "flip", padding=2, dilation=2),
+    "rows stride (1, 2)": ConvCase((5, 16, 8, 9), 16, 3, "rows", "offset", stride=(1, 2), padding=1),
+    "rows kernel (3, 5) same": ConvCase((5, 16, 7, 9), 16, (3, 5), "rows", "flip", padding="same"),
+    "rows kernel (2, 4) asymmetric same": ConvCase((5, 16, 7, 9), 12, (2, 4), "rows", "flip", padding="same"),
+    "rows channels-last C=3": ConvCase((5, 3, 9, 11), 8, 3, "rows", "flip", padding=1, channels_last=True),
+    "rows at its limits C=64 O=64 (kw*C=192)": ConvCase((5, 64, 5, 6), 64, 3, "rows", "flip", padding=1,
+                                                       channels_last=True),
+    "rows pad 3 with 3x3, dx per offset": ConvCase((5, 16, 6, 7), 16, 3, "rows", "offset", padding=3),
+    "im2col C=80 (kw*C > 192)": ConvCase((5, 80, 6, 7), 16, 3, "im2col", "flip", padding=1,
+                                         channels_last=True),
+    "im2col O=80": ConvCase((5, 16, 6, 7), 80, 3, "im2col", "flip", padding=1),
+    "im2col stride 2, dx per offset": ConvCase((5, 16, 9, 8), 16, 3, "im2col", "offset", stride=2, padding=1),
+    "im2col 1x1 stride 2": ConvCase((5, 16, 7, 8), 24, 1, "im2col", "offset", stride=2, channels_last=True),
+    "pointwise 1x1": ConvCase((5, 16, 6, 7), 24, 1, "pointwise", "pointwise"),
+    "pointwise 1x1 channels-last": ConvCase((5, 16, 6, 7), 24, 1, "pointwise", "pointwise", channels_last=True),
+    "depthwise 3x3": ConvCase((5, 8, 8, 9), 8, 3, "depthwise", "depthwise", padding=1, groups=8,
+                              channels_last=True),
+    "depthwise stride 2 dilation 2": ConvCase((5, 8, 9, 8), 8, 3, "depthwise", "depthwise", stride=2, padding=2,
+                                              dilation=2, groups=8, bias=False),
+    "groups 2": ConvCase((5, 8, 7, 8), 12, 3, "im2col", "offset", padding=1, groups=2, channels_last=True),
+    "groups 4, multiplier 2 (not depthwise)": ConvCase((5, 4, 7, 6), 8, 3, "im2col", "offset", padding=1, groups=4),
+}
+
+
+def _kernel(case):
+    return (case.kernel, case.kernel) if isinstance(case.kernel, int) else tuple(case.kernel)
+
+
+def conv_inputs(case, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(case.x_shape)
+    if case.channels_last:
+        x = channels_last(x)
+    kh, kw = _kernel(case)
+    w = rng.standard_normal((case.out_channels, case.x_shape[1] // case.groups, kh, kw))
+    b = rng.standard_normal(case.out_channels) if case.bias else None
+    return x, w, b
+
+
+def conv_paths(case, x, w):
+    """(forward path, dx path) that conv2d / conv2d_backward take, from the module's own predicates."""
+    stride, dilation = conv._pair(case.stride, "stride"), conv._pair(case.dilation, "dilation")
+    pads, _, _ = conv._geometry(x.shape, w.shape, stride, case.padding, dilation)
+    pointwise = conv._is_pointwise(w.shape, pads, stride, case.groups)
+    depthwise = conv._is_depthwise(x.shape, w.shape, case.groups)
+    if pointwise:
+        fwd = "pointwise"
+    elif conv._planar(x, w, case.groups):
+        fwd = "planar"
+    elif depthwise:
+        fwd = "depthwise"
+    elif conv._by_rows(case.groups, stride, False, w.shape):
+        fwd = "rows"
+    else:
+        fwd = "im2col"
+    kh, kw = w.shape[2:]
+    t_pads = ((kh - 1) * dilation[0] - pads[0], (kh - 1) * dilation[0] - pads[1],
+              (kw - 1) * dilation[1] - pads[2], (kw - 1) * dilation[1] - pads[3])
+    if pointwise:
+        dx = "pointwise"
+    elif depthwise:
+        dx = "depthwise"
+    elif case.groups == 1 and stride == (1, 1) and min(t_pads) >= 0:
+        dx = "flip"
+    else:
+        dx = "offset"
+    return fwd, dx
+
+
+def run_conv(case, x, w, b, dy_layout="channels_last", seed=1, need_dx=True):
+    y, cache = conv.conv2d(x, w, b, case.stride, case.padding, case.dilation, case.groups)
+    dy = np.random.default_rng(seed).standard_normal(y.shape).astype(y.dtype)
+    if dy_layout == "channels_last":
+        dy = channels_last(dy)
+    dx, dw, db = conv.conv2d_backward(dy, cache, need_dx=need_dx)
+    return y, dx, dw, db, dy
+
+
+def torch_same_pads(kernel, dilation):
+    """PyTorch's padding='same' split: (left, right) per axis, the odd extra cell on the right/bottom."""
+    kh, kw = kernel
+    dh, dw = dilation
+    th, tw = dh * (kh - 1), dw * (kw - 1)
+    return (tw // 2, tw - tw // 2, th // 2, th - th // 2)  # TF.pad order: left, right, top, bottom
+
+
+def torch_conv(case, x, w, b, dy):
+    torch = torch_or_skip()
+    TF = torch.nn.functional
+    xt = torch.tensor(np.ascontiguousarray(x), dtype=torch.float64, requires_grad=True)
+    wt = torch.tensor(w, dtype=torch.float64, requires_grad=True)
+    bt = None if b is None else torch.tensor(b, dtype=torch.float64, requires_grad=True)
+    stride, dilation = conv._pair(case.stride, "stride"), conv._pair(case.dilation, "dilation")
+    inp, padding = xt, case.padding
+    if padding == "same":  # explicit zero padding: TF.conv2d warns on even kernels with "same"
+        inp, padding = TF.pad(xt, torch_same_pads(_kernel(case), dilation)), 0
+    yt = TF.conv2d(inp, wt, bt, stride, padding, dilation, case.groups)
+    yt.backward(torch.tensor(np.ascontiguousarray(dy), dtype=torch.float64))
+    return (yt.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(), None if bt is None else bt.grad.numpy())
+
+
+def watch_conv_helpers(monkeypatch):
+    """Record which of conv's helpers run (and the scratch slots _pad_nhwc fills)."""
+    seen = []
+
+    def wrap(name):
+        real = getattr(conv, name)
+
+        def spy(*args, **kwargs):
+            seen.append(name if name != "_pad_nhwc" else f"_pad_nhwc:{args[3] if len(args) > 3 else 'pad'}")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(conv, name, spy)
+
+    for name in ("im2col", "im2col_planar", "row_expand", "_pad_nhwc"):
+        wrap(name)
+    return seen
+
+
+FORWARD_HELPER = {"planar": "im2col_planar", "rows": "row_expand", "im2col": "im2col"}
+
+
+@pytest.mark.parametrize("name", CONV_CASES)
+def test_conv2d_path_matches_torch(name, monkeypatch):
+    case = CONV_CASES[name]
+    x, w, b = conv_inputs(case)
+    assert conv_paths(case, x, w) == (case.forward, case.dx)
+    if name == "rows kernel (2, 4) asymmetric same":
+        pads = conv.resolve_padding("same", _kernel(case), (1, 1), (1, 1))
+        assert pads[0] != pads[1] and pads[2] != pads[3], pads
+    parallel.set_num_threads(1)
+    seen = watch_conv_helpers(monkeypatch)
+
+    y, cache = conv.conv2d(x, w, b, case.stride, case.padding, case.dilation, case.groups)
+    forward_helpers = {s for s in seen if not s.startswith("_pad_nhwc")}
+    expected = FORWARD_HELPER.get(case.forward)
+    assert forward_helpers == ({expected} if expected else set()), seen
+    assert y.transpose(0, 2, 3, 1).flags.c_contiguous  # channels-last memory
+
+    rng = np.random.default_rng(1)
+    dy_values = rng.standard_normal(y.shape)
+    ty, tdx, tdw, tdb = torch_conv(case, x, w, b, dy_values)
+    assert_close(y, ty, RTOL64, f"{name}: forward")
+
+    for layout, dy in (("NCHW", dy_values), ("channels-last", channels_last(dy_values))):
+        del seen[:]
+        dx, dw, db = conv.conv2d_backward(dy, cache)
+        flipped = "_pad_nhwc:dypad" in seen
+        assert flipped == (case.dx == "flip"), seen
+        assert dx.shape == x.shape and dw.shape == w.shape
+        assert_close(dx, tdx, RTOL64, f"{name}: dx ({layout} dy)")
+        assert_close(dw, tdw, RTOL64, f"{name}: dw ({layout} dy)")
+        if b is None:
+            assert db is None
+        else:
+            assert_close(db, tdb, RTOL64, f"{name}: db ({layout} dy)")
+
+        no_dx, dw2, db2 = conv.conv2d_backward(dy, cache, need_dx=False)
+        assert no_dx is None
+        np.testing.assert_array_equal(dw2, dw)
+        if b is None:
+            assert db2 is None
+        else:
+            np.testing.assert_array_equal(db2, db)
+
+
+@pytest.mark.parametrize("name", CONV_CASES)
+def test_conv2d_path_two_threads_one_image_chunks(name, monkeypatch):
+    case = CONV_CASES[name]
+    x, w, b = conv_inputs(case)
+    parallel.set_num_threads(1)
+    y1, dx1, dw1, db1, _ = run_conv(case, x, w, b)
+
+    parallel.set_num_threads(2)
+    monkeypatch.setattr(parallel, "_MIN_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(conv, "_chunk_grain", lambda *shapes: 1)  # one image per chunk, uneven
+    spy = Spy(monkeypatch, conv)
+    y2, dx2, dw2, db2, _ = run_conv(case, x, w, b)
+    # every image its own chunk, chunk k on thread k mod 2 (batch 5: thread 0 gets three, thread 1 two)
+    n = case.x_shape[0]
+    assert sorted(spy.calls) == sorted([(k, k + 1, k % 2) for k in range(n)] * 2), spy.calls
+    spy.assert_used_threads()
+    for what, got, ref in (("y", y2, y1), ("dx", dx2, dx1), ("dw", dw2, dw1), ("db", db2, db1)):
+        if ref is None:
+            assert got is None
+        else:
+            assert_close(got, ref, RTOL_THREADS, f"{name}: {what}, 2 threads vs 1")
+
+    # bitwise reproducible for a given thread count; need_dx=False leaves dw unchanged
+    y3, dx3, dw3, db3, _ = run_conv(case, x, w, b)
+    np.testing.assert_array_equal(y3, y2)
+    np.testing.assert_array_equal(dx3, dx2)
+    np.testing.assert_array_equal(dw3, dw2)
+    _, no_dx, dw4, _, _ = run_conv(case, x, w, b, need_dx=False)
+    assert no_dx is None
+    np.testing.assert_array_equal(dw4, dw2)
+
+    # float32 (same memory layout, same path) against float64
+    x32, w32 = x.astype(np.float32), w.astype(np.float32)
+    b32 = None if b is None else b.astype(np.float32)
+    assert conv_paths(case, x32, w32) == (case.forward, case.dx)
+    y4, dx4, dw4, db4, _ = run_conv(case, x32, w32, b32)
+    for what, got, ref in (("y", y4, y1), ("dx", dx4, dx1), ("dw", dw4, dw1), ("db", db4, db1)):
+        if ref is None:
+            assert got is None
+        else:
+            assert got.dtype == np.float32, what
+            assert_close(got, ref, RTOL32, f"{name}: {what}, float32 vs float64")
+
+
+# -- max pooling -------------------------------------------------------------------------------
+# (N, C, H, W), kernel, stride, padding, ceil_mode, tiled (whether backward takes the assign-only path)
+POOL_CASES = {
+    "2x2 stride 2 on 8x8": ((5, 3, 8, 8), 2, 2, 0, False, True),
+    "3x3 stride 2 padding 1": ((5, 3, 8, 8), 3, 2, 1, False, False),
+    # ceil mode pads the buffer to 8x8 with -inf, which the 2x2 windows then tile
+    "2x2 stride 2 on 7x7 ceil_mode": ((5, 3, 7, 7), 2, 2, 0, True, True),
+    "2x2 stride 1 (overlapping)": ((5, 3, 7, 7), 2, 1, 0, False, False),
+    "3x3 stride 2 padding 1 ceil_mode on 7x6": ((5, 2, 7, 6), 3, 2, 1, True, False),
+}
+
+
+def tie_inputs(shape, kind, seed=0):
+    """Inputs with many equal values inside a window."""
+    rng = np.random.default_rng(seed)
+    if kind == "integers 0..2":
+        return rng.integers(0, 3, size=shape).astype(np.float64)
+    return np.maximum(rng.standard_normal(shape), 0.0)  # after a ReLU: windows of zeros
+
+
+def reference_max_pool(x, dy_fn, kernel, stride, padding, ceil_mode):
+    """Per-window loops: each window's max and the first (row-major) position holding it gets the gradient."""
+    n, c, h, w = x.shape
+
+    def out_size(size):
+        num = size + 2 * padding - kernel
+        out = (-(-num // stride) if ceil_mode else num // stride) + 1
+        if ceil_mode and (out - 1) * stride >= size + padding:
+            out -= 1
+        return out
+
+    ho, wo = out_size(h), out_size(w)
+    y = np.empty((n, c, ho, wo))
+    argmax = np.empty((n, c, ho, wo, 2), dtype=int)
+    for i_n in range(n):
+        for i_c in range(c):
+            for oh in range(ho):
+                for ow in range(wo):
+                    best, pos = -np.inf, None
+                    for i in range(kernel):
+                        for j in range(kernel):
+                            r, s = oh * stride - padding + i, ow * stride - padding + j
+                            if 0 <= r < h and 0 <= s < w and x[i_n, i_c, r, s] > best:
+                                best, pos = x[i_n, i_c, r, s], (r, s)
+                    y[i_n, i_c, oh, ow] = best
+                    argmax[i_n, i_c, oh, ow] = pos
+    dy = dy_fn(y.shape)
+    dx = np.zeros_like(x)
+    for i_n in range(n):
+        for i_c in range(c):
+            for oh in range(ho):
+                for ow in range(wo):
+                    r, s = argmax[i_n, i_c, oh, ow]
+                    dx[i_n, i_c, r, s] += dy[i_n, i_c, oh, ow]
+    return y, dy, dx
+
+
+def _pool_geometry_tiled(x_shape, kernel, stride, padding, ceil_mode):
+    k, s, _, out, (hb, wb) = pool._geometry(x_shape, kernel, stride, padding, ceil_mode, "max_pool2d")
+    return s == k and out[0] * k[0] == hb and out[1] * k[1] == wb
+
+
+@pytest.mark.parametrize("kind", ["integers 0..2", "relu zeros"])
+@pytest.mark.parametrize("name", POOL_CASES)
+def test_max_pool2d_ties_go_to_the_first_max(name, kind):
+    shape, kernel, stride, padding, ceil_mode, tiled = POOL_CASES[name]
+    assert _pool_geometry_tiled(shape, kernel, stride, padding, ceil_mode) == tiled
+    x = tie_inputs(shape, kind)
+    ry, dy, rdx = reference_max_pool(x, lambda s: np.random.default_rng(2).standard_normal(s),
+                                     kernel, stride, padding, ceil_mode)
+    parallel.set_num_threads(1)
+    for layout, xin in (("NCHW", x), ("channels-last", channels_last(x))):
+        y, cache = pool.max_pool2d(xin, kernel, stride, padding, ceil_mode)
+        np.testing.assert_array_equal(y, ry, err_msg=f"{layout} forward")
+        dx = pool.max_pool2d_backward(channels_last(dy), cache)
+        assert_close(dx, rdx, 1e-15, f"{layout} dx")
+
+
+@pytest.mark.parametrize("kind", ["integers 0..2", "relu zeros"])
+@pytest.mark.parametrize("name", POOL_CASES)
+def test_max_pool2d_ties_match_torch(name, kind):
+    torch = torch_or_skip()
+    shape, kernel, stride, padding, ceil_mode, _ = POOL_CASES[name]
+    x = tie_inputs(shape, kind, seed=5)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = torch.nn.functional.max_pool2d(xt, kernel, stride, padding, ceil_mode=ceil_mode)
+    dy = np.random.default_rng(6).standard_normal(tuple(yt.shape))
+    yt.backward(torch.tensor(dy))
+    # PyTorch routes each window's gradient to its first max too (checked here on these inputs)
+    _, _, rdx = reference_max_pool(x, lambda s: dy, kernel, stride, padding, ceil_mode)
+    assert_close(xt.grad.numpy(), rdx, 1e-15, "torch vs the per-window reference")
+
+    parallel.set_num_threads(1)
+    y, cache = pool.max_pool2d(x, kernel, stride, padding, ceil_mode)
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    assert_close(pool.max_pool2d_backward(dy, cache), xt.grad.numpy(), 1e-15, "dx vs torch")
+
+
+@pytest.mark.parametrize("chunking", ["grain_for", "one image per chunk"])
+@pytest.mark.parametrize("kind", ["integers 0..2", "relu zeros"])
+@pytest.mark.parametrize("name", POOL_CASES)
+def test_max_pool2d_two_threads_equal_one(name, kind, chunking, monkeypatch):
+    shape, kernel, stride, padding, ceil_mode, _ = POOL_CASES[name]
+    x = channels_last(tie_inputs(shape, kind, seed=3))
+    dy = channels_last(np.random.default_rng(4).standard_normal(
+        pool.max_pool2d(x, kernel, stride, padding, ceil_mode)[0].shape))
+
+    def run():
+        y, cache = pool.max_pool2d(x, kernel, stride, padding, ceil_mode)
+        return y, pool.max_pool2d_backward(dy, cache)
+
+    parallel.set_num_threads(1)
+    y1, dx1 = run()
+    parallel.set_num_threads(2)
+    monkeypatch.setattr(parallel, "_MIN_PARALLEL_BYTES", 0)
+    if chunking == "one image per chunk":
+        monkeypatch.setattr(pool, "grain_for", lambda n, bytes_per_item, target=0: 1)
+    spy = Spy(monkeypatch, pool)
+    y2, dx2 = run()
+    spy.assert_used_threads()
+    np.testing.assert_array_equal(y2, y1)
+    np.testing.assert_array_equal(dx2, dx1)
+
+
+# -- batch norm --------------------------------------------------------------------------------
+# shape, expected widening factor r of the (M/r, r·C) view
+BN_SHAPES = {
+    "C=16, M=64 (widened r=16)": ((4, 16, 4, 4), 16),
+    "C=16, M=12 (widened r=4)": ((3, 16, 2, 2), 4),
+    "C=16, odd M=45 (not widened)": ((3, 16, 3, 5), 1),
+    "(N, C)=(48, 16) (widened r=16)": ((48, 16), 16),
+    "(N, C)=(9, 16) (not widened)": ((9, 16), 1),
+}
+AFFINE = {"weight and bias": (True, True), "no affine": (False, False), "weight only": (True, False),
+          "bias only": (False, True)}
+
+
+def bn_inputs(shape, weight, bias, layout, seed=0):
+    rng = np.random.default_rng(seed)
+    c = shape[1]
+    x = rng.standard_normal(shape) * 2.0 + 3.0
+    dy = rng.standard_normal(shape)
+    if len(shape) == 4 and layout == "channels-last":
+        x, dy = channels_last(x), channels_last(dy)
+    w = rng.uniform(0.5, 1.5, c) if weight else None
+    b = rng.standard_normal(c) if bias else None
+    running_mean = rng.standard_normal(c)
+    running_var = rng.uniform(0.5, 2.0, c)
+    return x, dy, w, b, running_mean, running_var
+
+
+def run_bn(x, dy, w, b, running_mean, running_var, training):
+    rm, rv = running_mean.copy(), running_var.copy()
+    y, cache = norm.batch_norm(x, w, b, rm, rv, training=training, momentum=0.1, eps=1e-5)
+    dx, dw, db = norm.batch_norm_backward(dy, cache)
+    return y, dx, dw, db, rm, rv
+
+
+BN_LAYOUTS = [(name, layout) for name, (shape, _) in BN_SHAPES.items()
+              for layout in (("NCHW", "channels-last") if len(shape) == 4 else ("(N, C)",))]
+
+
+@pytest.mark.parametrize("affine", AFFINE)
+@pytest.mark.parametrize("training", [True, False], ids=["training", "eval"])
+@pytest.mark.parametrize("shape_name, layout", BN_LAYOUTS)
+def test_batch_norm_matches_torch(shape_name, layout, training, affine):
+    shape, r = BN_SHAPES[shape_name]
+    torch = torch_or_skip()
+    m = int(np.prod(shape)) // shape[1]
+    assert norm._Wide(np, m, shape[1]).r == r
+    has_w, has_b = AFFINE[affine]
+    x, dy, w, b, running_mean, running_var = bn_inputs(shape, has_w, has_b, layout)
+    parallel.set_num_threads(1)
+    y, dx, dw, db, rm, rv = run_bn(x, dy, w, b, running_mean, running_var, training)
+
+    xt = torch.tensor(np.ascontiguousarray(x), requires_grad=True)
+    wt = None if w is None else torch.tensor(w, requires_grad=True)
+    bt = None if b is None else torch.tensor(b, requires_grad=True)
+    trm, trv = torch.tensor(running_mean), torch.tensor(running_var)
+    yt = torch.nn.functional.batch_norm(xt, trm, trv, wt, bt, training=training, momentum=0.1, eps=1e-5)
+    yt.backward(torch.tensor(np.ascontiguousarray(dy)))
+
+    assert_close(y, yt.detach().numpy(), RTOL64, "y")
+    assert_close(dx, xt.grad.numpy(), RTOL64, "dx")
+    if w is None:
+        assert dw is None
+    else:
+        assert_close(dw, wt.grad.numpy(), RTOL64, "dweight")
+    if b is None:
+        assert db is None
+    else:
+        assert_close(db, bt.grad.numpy(), RTOL64, "dbias")
+    assert_close(rm, trm.numpy(), RTOL64, "running mean")
+    assert_close(rv, trv.numpy(), RTOL64, "running var")
+    if not training:
+        np.testing.assert_array_equal(rm, running_mean)
+        np.testing.assert_array_equal(rv, running_var)
+
+
+@pytest.mark.parametrize("chunking", ["grain_for", "small uneven chunks"])
+@pytest.mark.parametrize("affine", ["weight and bias", "no affine"])
+@pytest.mark.parametrize("training", [True, False], ids=["training", "eval"])
+@pytest.mark.parametrize("shape_name", BN_SHAPES)
+def test_batch_norm_two_threads_equal_one(shape_name, training, affine, chunking, monkeypatch):
+    shape, _ = BN_SHAPES[shape_name]
+    has_w, has_b = AFFINE[affine]
+    x, dy, w, b, running_mean, running_var = bn_inputs(shape, has_w, has_b, "channels-last", seed=7)
+    parallel.set_num_threads(1)
+    ref = run_bn(x, dy, w, b, running_mean, running_var, training)
+
+    parallel.set_num_threads(2)
+    monkeypatch.setattr(parallel, "_MIN_PARALLEL_BYTES", 0)
+    if chunking == "small uneven chunks":
+        monkeypatch.setattr(norm, "_row_grain", lambda m, c: max(1, m // 4))
+    spy = Spy(monkeypatch, norm)
+    got = run_bn(x, dy, w, b, running_mean, running_var, training)
+    spy.assert_used_threads()
+    for what, g, r in zip(("y", "dx", "dweight", "dbias", "running mean", "running var"), got, ref):
+        if r is None:
+            assert g is None, what
+        else:
+            assert_close(g, r, RTOL_THREADS, f"{what}: 2 threads vs 1")
+    again = run_bn(x, dy, w, b, running_mean, running_var, training)
+    for g, a in zip(got, again):
+        if g is not None:
+            np.testing.assert_array_equal(a, g)
+
+    x32, dy32 = x.astype(np.float32), dy.astype(np.float32)
+    w32 = None if w is None else w.astype(np.float32)
+    b32 = None if b is None else b.astype(np.float32)
+    got32 = run_bn(x32, dy32, w32, b32, running_mean.astype(np.float32), running_var.astype(np.float32),
+                   training)
+    for what, g, r in zip(("y", "dx", "dweight", "dbias"), got32, ref):
+        if r is not None:
+            assert g.dtype == np.float32, what
+            assert_close(g, r, RTOL32, f"{what}: float32 vs float64")
