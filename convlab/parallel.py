@@ -168,7 +168,7 @@ def grain_for(n: int, bytes_per_item: int, target: int = 1 << 21) -> int:
     count = -(-count // t) * t
     base = -(-n // count)
     # equal chunks: the nearest grain (smaller first) whose chunk count is a multiple of T
-    for g in [g for d in range(n) for g in (base - d, base + d + 1)]:
+    for g in (g for d in range(n) for g in (base - d, base + d + 1)):
         if 0 < g <= n and (-(-n // g)) % t == 0:
             return g
     return base
