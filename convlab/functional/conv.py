@@ -13,7 +13,7 @@ from __future__ import annotations
 from .. import kernels
 from ..backend import get_array_module
 from ..parallel import Sums, grain_for, parallel_for
-from .linear import column_sum
+from .linear import column_sum, reduce_matmul, tall_matmul
 from .workspace import scratch
 
 
@@ -244,7 +244,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         def body(s, e, t):
             m = (e - s) * ho * wo
             cols = im2col_planar(x[s:e], pads, *geom, out=scratch(xp, (m * kh * kw * c,), x.dtype, "cols"))
-            xp.matmul(cols.T, w_mat, out=y[s * ho * wo:e * ho * wo])
+            tall_matmul(cols.T, w_mat, out=y[s * ho * wo:e * ho * wo])
     elif _is_depthwise(x.shape, weight.shape, groups):
         w_dw = weight.reshape(c, kh * kw)
 
@@ -330,7 +330,7 @@ def conv2d_backward(dy, cache, need_dx=True):
         db = column_sum(dyc) if has_bias else None
         if pointwise:
             xc = x_nhwc[s:e].reshape(m, c)
-            sums.add(t, dyc.T @ xc, db)
+            sums.add(t, reduce_matmul(dyc.T, xc), db)
             if need_dx:
                 xp.matmul(dyc, weight.reshape(o, c), out=dx[s:e].reshape(m, c))
             return
@@ -340,7 +340,7 @@ def conv2d_backward(dy, cache, need_dx=True):
             dx_pad[...] = 0
         if planar:
             cols = im2col_planar(x[s:e], pads, *geom, out=scratch(xp, (m * kh * kw * c,), dy.dtype, "cols"))
-            sums.add(t, cols @ dyc, db)  # (C·kh·kw, O)
+            sums.add(t, reduce_matmul(cols, dyc), db)  # (C·kh·kw, O)
         elif depthwise:
             x_pad = _pad_nhwc(x_nhwc[s:e], pads, xp)
             tmp = scratch(xp, (e - s, ho, wo, c), dy.dtype, "dw")
@@ -367,7 +367,7 @@ def conv2d_backward(dy, cache, need_dx=True):
             x_pad = _pad_nhwc(x_nhwc[s:e], pads, xp)
             cols = im2col(x_pad, *geom, out=scratch(xp, (m * kh * kw * c,), dy.dtype, "cols"))
             if groups == 1:
-                sums.add(t, cols.T @ dyc, db)  # (kh·kw·C, O)
+                sums.add(t, reduce_matmul(cols.T, dyc), db)  # (kh·kw·C, O)
             else:
                 cols_g = cols.reshape(m, kh * kw, groups, cg).transpose(2, 0, 1, 3).reshape(groups, m, kh * kw * cg)
                 sums.add(t, xp.matmul(cols_g.transpose(0, 2, 1), dyc.reshape(m, groups, og).transpose(1, 0, 2)), db)

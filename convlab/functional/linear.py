@@ -12,6 +12,58 @@ def column_sum(a):
     return xp.ones(a.shape[0], dtype=a.dtype) @ a
 
 
+_THIN = 4096
+
+
+def _block_rows(k, o):
+    """Rows per block of a thin product (K·O ≤ 4096; None otherwise): about 32K values of its
+    operands, the best of 64 to 4096 measured on (25, 6), (27, 16) and (27, 64)."""
+    if k * o > _THIN:
+        return None
+    kb = 64
+    while kb * 2 * (k + o) <= 1 << 15:
+        kb *= 2
+    return kb
+
+
+def reduce_matmul(a, b):
+    """a (K, M) @ b (M, O) for a long reduction axis M, as a weight gradient sums over pixels.
+
+    OpenBLAS runs such a product at a fraction of its speed when the result is small (a first
+    layer's 25×6 or 27×64), and does not scale across threads: (25, 25088) @ (25088, 6) took
+    2.3 ms on 2 threads, 0.5 ms in blocks. M then goes in blocks (`_block_rows`), one batched
+    GEMM, and the blocks' products are summed.
+    """
+    k, m = a.shape
+    o = b.shape[1]
+    kb = _block_rows(k, o)
+    if kb is None or m < 2 * kb:
+        return a @ b
+    xp = get_array_module(a)
+    nb = m // kb
+    cut = nb * kb
+    out = xp.matmul(a[:, :cut].reshape(k, nb, kb).transpose(1, 0, 2), b[:cut].reshape(nb, kb, o)).sum(axis=0)
+    if cut < m:
+        out += a[:, cut:] @ b[cut:]
+    return out
+
+
+def tall_matmul(a, b, out):
+    """out (M, O) = a (M, K) @ b (K, O) for many rows M and a thin b (K·O ≤ 4096), in blocks of
+    rows: OpenBLAS does (25088, 25) @ (25, 6) in blocks about 1.8× faster on 2 threads."""
+    m, k = a.shape
+    o = b.shape[1]
+    kb = _block_rows(k, o)
+    if kb is None or m < 2 * kb:
+        return get_array_module(a).matmul(a, b, out=out)
+    xp = get_array_module(a)
+    cut = m // kb * kb
+    xp.matmul(a[:cut].reshape(m // kb, kb, k), b, out=out[:cut].reshape(m // kb, kb, o))
+    if cut < m:
+        xp.matmul(a[cut:], b, out=out[cut:])
+    return out
+
+
 def linear(x, weight, bias=None):
     """x (N, in), weight (out, in), bias (out,) -> y (N, out)."""
     y = x @ weight.T

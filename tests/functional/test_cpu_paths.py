@@ -87,6 +87,7 @@ class ConvCase:
 
 CONV_CASES = {
     "planar C=1 5x5 pad 2": ConvCase((5, 1, 12, 12), 6, 5, "planar", "flip", padding=2),
+    "planar C=1 LeNet size (thin GEMMs in row blocks)": ConvCase((5, 1, 28, 28), 6, 5, "planar", "flip", padding=2),
     "planar C=3 3x3 pad 1 NCHW": ConvCase((5, 3, 9, 11), 8, 3, "planar", "flip", padding=1),
     "planar channels-last C=1": ConvCase((5, 1, 9, 11), 8, 3, "planar", "flip", padding=1, channels_last=True),
     "planar C=3 stride 2, dx per offset": ConvCase((5, 3, 9, 11), 8, 3, "planar", "offset", stride=2, padding=1),

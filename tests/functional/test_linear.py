@@ -44,3 +44,36 @@ def test_flatten_keeps_the_batch_axis_and_row_major_order():
     assert y.shape == (2, 12)
     np.testing.assert_array_equal(y[1], np.arange(12.0, 24.0))
     assert F.flatten_backward(y, cache).shape == x.shape
+
+
+# -- thin products in row blocks (the weight gradients and first-layer GEMMs of conv2d) --------
+def test_block_rows_applies_only_to_thin_products():
+    from convlab.functional.linear import _block_rows
+
+    assert _block_rows(25, 6) == 1024  # LeNet's first layer: blocks of about 32K values
+    assert _block_rows(27, 64) == 256
+    assert _block_rows(128, 128) is None  # a square-ish product goes to BLAS whole
+
+
+@pytest.mark.parametrize("k, m, o", [(25, 5000, 6), (27, 2048, 64), (25, 2047, 6), (128, 3000, 64), (3, 40, 2)])
+def test_reduce_matmul_equals_the_plain_product(k, m, o):
+    from convlab.functional.linear import reduce_matmul
+
+    rng = np.random.default_rng(k + m + o)
+    cols = rng.standard_normal((m, k))  # as conv2d passes it: a transposed view
+    dy = rng.standard_normal((m, o))
+    got = reduce_matmul(cols.T, dy)
+    assert got.shape == (k, o)
+    np.testing.assert_allclose(got, cols.T @ dy, rtol=1e-12, atol=1e-12 * np.sqrt(m))
+
+
+@pytest.mark.parametrize("m, k, o", [(5000, 25, 6), (3000, 27, 64), (2047, 25, 6), (3000, 128, 64), (40, 3, 2)])
+def test_tall_matmul_writes_the_plain_product(m, k, o):
+    from convlab.functional.linear import tall_matmul
+
+    rng = np.random.default_rng(m + k + o)
+    a = rng.standard_normal((k, m)).T  # a transposed view, as the planar columns are
+    b = rng.standard_normal((k, o))
+    out = np.full((m, o), np.nan)
+    assert tall_matmul(a, b, out) is out
+    np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12)
