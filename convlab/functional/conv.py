@@ -215,16 +215,19 @@ def _chunk_grain(x_shape, w_shape, out_hw):
     return grain_for(n, per_image, target=_CHUNK_BYTES)
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu=False):
     """Cross-correlate x (N, C, H, W) with weight (O, C/groups, kh, kw); returns (y, cache).
 
     y is (N, O, Ho, Wo). Its memory is channels-last (a transposed view), which makes the next
     layer's im2col a plain strided copy; NumPy/CuPy elementwise ops keep that layout. The batch
     is split into chunks of a few images that run on convlab's threads (`convlab.parallel`).
     The cache keeps a view of x, not a copy: x must not change before the backward pass.
+    relu=True returns max(y, 0), applied to each chunk while it is in cache (a ReLU fused in:
+    one pass over the output fewer); pass that y as `relu_out` to conv2d_backward.
     """
     if kernels.accepts(x, weight):  # CuPy fast path; this function is its reference
-        return kernels.conv2d(x, weight, bias, stride, padding, dilation, groups)
+        y, cache = kernels.conv2d(x, weight, bias, stride, padding, dilation, groups)
+        return (kernels.relu(y)[0] if relu else y), cache
     xp = get_array_module(x)
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     pads, _, (ho, wo) = _geometry(x.shape, weight.shape, stride, padding, dilation)
@@ -280,8 +283,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
     def run(s, e, t):
         body(s, e, t)
+        yc = y[s * ho * wo:e * ho * wo]
         if bias is not None:
-            y[s * ho * wo:e * ho * wo] += bias
+            yc += bias
+        if relu:
+            xp.maximum(yc, 0, out=yc)
 
     parallel_for(n, _chunk_grain(x.shape, weight.shape, (ho, wo)), run, xp)
     y = y.reshape(n, ho, wo, o).transpose(0, 3, 1, 2)  # (N, O, Ho, Wo), channels-last memory
@@ -289,16 +295,20 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return y, cache
 
 
-def conv2d_backward(dy, cache, need_dx=True):
+def conv2d_backward(dy, cache, need_dx=True, relu_out=None):
     """Gradients (dx, dweight, dbias) of conv2d; dbias is None when the layer has no bias.
 
     need_dx=False skips the input gradient (dx is None): the first layer of a network, whose
-    input is the data, has no use for it. Each chunk recomputes its columns (cheaper than keeping
-    them: they are kh·kw times the input). At stride 1, dx is the correlation of dy, padded, with
-    the flipped kernel: one im2col and one GEMM. Otherwise it goes back one kernel offset at a
-    time, a GEMM then a strided add into the chunk's padded gradient. Neither scatters (col2im).
+    input is the data, has no use for it. relu_out is the y of a conv2d(relu=True): dy is then
+    the gradient at the ReLU's output, masked by y > 0 chunk by chunk. Each chunk recomputes its
+    columns (cheaper than keeping them: they are kh·kw times the input). At stride 1, dx is the
+    correlation of dy, padded, with the flipped kernel: one im2col and one GEMM. Otherwise it
+    goes back one kernel offset at a time, a GEMM then a strided add into the chunk's padded
+    gradient. Neither scatters (col2im).
     """
     if kernels.owns(cache):
+        if relu_out is not None:
+            dy = kernels.relu_backward(dy, relu_out)
         dx, dw, db = kernels.conv2d_backward(dy, cache)
         return (dx if need_dx else None), dw, db
     x, weight, pads, stride, dilation, groups, has_bias = cache
@@ -309,6 +319,7 @@ def conv2d_backward(dy, cache, need_dx=True):
     _, ho, wo = dy.shape[1:]
     geom = ((kh, kw), stride, dilation, (ho, wo))
     dy_nhwc = dy.transpose(0, 2, 3, 1)
+    mask_nhwc = None if relu_out is None else relu_out.transpose(0, 2, 3, 1)
     dx = xp.empty((n, h, w, c), dtype=dy.dtype) if need_dx else None
     sums = Sums()
     pointwise = _is_pointwise(weight.shape, pads, stride, groups)
@@ -327,6 +338,8 @@ def conv2d_backward(dy, cache, need_dx=True):
     def body(s, e, t):
         m = (e - s) * ho * wo
         dyc = dy_nhwc[s:e].reshape(m, o)  # free when dy is channels-last
+        if mask_nhwc is not None:  # the fused ReLU's backward
+            dyc = xp.multiply(dyc, mask_nhwc[s:e].reshape(m, o) > 0, out=scratch(xp, (m, o), dy.dtype, "relu"))
         db = column_sum(dyc) if has_bias else None
         if pointwise:
             xc = x_nhwc[s:e].reshape(m, c)
@@ -373,7 +386,7 @@ def conv2d_backward(dy, cache, need_dx=True):
                 sums.add(t, xp.matmul(cols_g.transpose(0, 2, 1), dyc.reshape(m, groups, og).transpose(1, 0, 2)), db)
         if need_dx and w_flip is not None:
             # Stride 1: dx is the full correlation of dy with the flipped kernel, one GEMM
-            dy_pad = _pad_nhwc(dy_nhwc[s:e], t_pads, xp, "dypad")
+            dy_pad = _pad_nhwc(dyc.reshape(e - s, ho, wo, o), t_pads, xp, "dypad")
             z = row_expand(dy_pad, kw, 1, dilation[1], w,
                            out=scratch(xp, ((e - s) * dy_pad.shape[1] * w * kw * o,), dy.dtype, "cols"))
             _row_matmul(z, w_flip.reshape(kh, kw * o, c), dilation[0], (h, w),

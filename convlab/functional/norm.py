@@ -50,7 +50,7 @@ class _Wide:
 
 
 def batch_norm(x, weight, bias, running_mean, running_var, training=True, momentum=0.1, eps=1e-5,
-               num_batches_tracked=0):
+               num_batches_tracked=0, relu=False):
     """Normalise x per channel; in training, update the running statistics in place.
 
     momentum=None uses a cumulative average (PyTorch's convention), which needs
@@ -59,10 +59,13 @@ def batch_norm(x, weight, bias, running_mean, running_var, training=True, moment
     one for the variances (two-pass, as exact as the whole-array formula); then, in both modes,
     y = x·a + b per channel with a = weight/σ and b = bias − mean·a, as PyTorch's CPU kernel does.
     The cache keeps x (a view, like conv2d's), not x̂: backward rebuilds x − mean chunk by chunk.
+    relu=True returns max(y, 0) from the same pass (a ReLU fused in); pass that y as `relu_out`
+    to batch_norm_backward.
     """
     if kernels.accepts(x):
-        return kernels.batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps,
-                                  num_batches_tracked)
+        y, cache = kernels.batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                                      num_batches_tracked)
+        return (kernels.relu(y)[0] if relu else y), cache
     xp = get_array_module(x)
     xr, back = _rows(x)
     m, c = xr.shape
@@ -108,14 +111,22 @@ def batch_norm(x, weight, bias, running_mean, running_var, training=True, moment
     def affine(s, e, t):
         xp.multiply(xw[s:e], a_w, out=y[s:e])
         y[s:e] += b_w
+        if relu:
+            xp.maximum(y[s:e], 0, out=y[s:e])
 
     parallel_for(mw, grain, affine, xp)
     return back(y.reshape(m, c)), (xr, mean, inv_std, weight, training, bias is not None)
 
 
-def batch_norm_backward(dy, cache):
-    """Gradients (dx, dweight, dbias); in training the batch statistics are differentiated too."""
+def batch_norm_backward(dy, cache, relu_out=None):
+    """Gradients (dx, dweight, dbias); in training the batch statistics are differentiated too.
+
+    relu_out is the y of a batch_norm(relu=True): dy is then the gradient at the ReLU's output,
+    masked by y > 0 in each chunk as it is read.
+    """
     if kernels.owns(cache):
+        if relu_out is not None:
+            dy = kernels.relu_backward(dy, relu_out)
         return kernels.batch_norm_backward(dy, cache)
     xr, mean, inv_std, weight, training, has_bias = cache
     xp = get_array_module(dy)
@@ -123,13 +134,20 @@ def batch_norm_backward(dy, cache):
     m, c = dyr.shape
     wide = _Wide(xp, m, c)
     dyw, xw, mean_w = wide.rows(dyr), wide.rows(xr), wide.tile(mean)
+    yw = None if relu_out is None else wide.rows(_rows(relu_out)[0])
     mw, cw = dyw.shape
     grain = _row_grain(mw, cw)
     need_dev = training or weight is not None  # Σ dy·(x − mean), for the batch statistics or dweight
     sums = Sums()
 
+    def grad_in(s, e):
+        """dy's rows [s, e), through the fused ReLU when there is one."""
+        if yw is None:
+            return dyw[s:e]
+        return xp.multiply(dyw[s:e], yw[s:e] > 0, out=scratch(xp, (e - s, cw), dy.dtype, "relu"))
+
     def reduce(s, e, t):
-        g = dyw[s:e]
+        g = grad_in(s, e)
         if not need_dev:
             sums.add(t, column_sum(g), None)
             return
@@ -154,13 +172,14 @@ def batch_norm_backward(dy, cache):
 
     def grad(s, e, t):
         out = dx[s:e]
+        g = grad_in(s, e)
         if not training:  # the statistics are constants
-            xp.multiply(dyw[s:e], scale_w, out=out)
+            xp.multiply(g, scale_w, out=out)
             return
         d = scratch(xp, (e - s, cw), dy.dtype, "bn")
         xp.subtract(xw[s:e], mean_w, out=out)
         out *= k_x
-        xp.multiply(dyw[s:e], scale_w, out=d)
+        xp.multiply(g, scale_w, out=d)
         out += d
         out -= k_0
 

@@ -22,7 +22,7 @@ from .layers import (
     ReLU,
     Sigmoid,
 )
-from .module import Module, Sequential
+from .module import Module, Sequential, then_relu
 
 
 def _sum_grads(a, b):
@@ -46,10 +46,9 @@ class BasicConv2d(Module):
         self.relu = ReLU()
 
     def forward(self, x):
-        x = self.conv(x)
         if "bn" in self._modules:
-            x = self.bn(x)
-        return self.relu(x)
+            return then_relu(self.bn, self.relu, self.conv(x))
+        return then_relu(self.conv, self.relu, x)
 
     def backward(self, dy):
         dy = self.relu.backward(dy)
@@ -159,7 +158,7 @@ class BasicBlock(_Residual):
         self._init_shortcut(inplanes, planes, stride, shortcut, downsample, residual)
 
     def forward(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = then_relu(self.bn1, self.relu, self.conv1(x))
         out = self.bn2(self.conv2(out))
         if "se" in self._modules:
             out = self.se(out)
@@ -193,8 +192,8 @@ class Bottleneck(_Residual):
         self._init_shortcut(inplanes, planes * self.expansion, stride, shortcut, downsample, residual)
 
     def forward(self, x):
-        out = self.relu1(self.bn1(self.conv1(x)))
-        out = self.relu2(self.bn2(self.conv2(out)))
+        out = then_relu(self.bn1, self.relu1, self.conv1(x))
+        out = then_relu(self.bn2, self.relu2, self.conv2(out))
         return self._join(x, self.bn3(self.conv3(out)))
 
     def backward(self, dy):

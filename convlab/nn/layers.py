@@ -73,7 +73,10 @@ class Conv2d(Module):
         return (self.out_channels, (h + pt + pb - dh * (kh - 1) - 1) // sh + 1,
                 (w + pl + pr - dw * (kw - 1) - 1) // sw + 1)
 
-    def forward(self, x):
+    fuses_relu = True  # see Module.fuses_relu
+    _relu_out = None  # the output, when forward applied a ReLU
+
+    def forward(self, x, relu=False):
         _check_rank(self._describe(), x, 4, "(N, C, H, W)")
         _check_channels(self._describe(), x, self.in_channels)
         _, ho, wo = self.output_shape(x.shape[1:])
@@ -84,11 +87,12 @@ class Conv2d(Module):
                 f"than the padded input {tuple(x.shape[2:])} + padding {self._pads}"
             )
         y, self._cache = F.conv2d(x, self.weight.data, None if self.bias is None else self.bias.data,
-                                  self.stride, self.padding, self.dilation, self.groups)
+                                  self.stride, self.padding, self.dilation, self.groups, relu=relu)
+        self._relu_out = y if relu else None
         return y
 
     def backward(self, dy):
-        dx, dw, db = F.conv2d_backward(dy, self._need_cache(), need_dx=self.input_grad)
+        dx, dw, db = F.conv2d_backward(dy, self._need_cache(), need_dx=self.input_grad, relu_out=self._relu_out)
         self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(db)
@@ -220,7 +224,10 @@ class _BatchNorm(Module):
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
-    def forward(self, x):
+    fuses_relu = True  # see Module.fuses_relu
+    _relu_out = None  # the output, when forward applied a ReLU
+
+    def forward(self, x, relu=False):
         name = f"{type(self).__name__}({self.num_features})"
         _check_rank(name, x, self._ndim, "(N, C, H, W)" if self._ndim == 4 else "(N, C)")
         _check_channels(name, x, self.num_features)
@@ -232,15 +239,16 @@ class _BatchNorm(Module):
                 x, None if self.weight is None else self.weight.data,
                 None if self.bias is None else self.bias.data,
                 self.running_mean, self.running_var, training=use_batch, momentum=self.momentum, eps=self.eps,
-                num_batches_tracked=tracked)
+                num_batches_tracked=tracked, relu=relu)
         except ValueError as e:
             raise ValueError(f"{name}: {e}") from None
         if counting:
             self.num_batches_tracked += 1
+        self._relu_out = y if relu else None
         return y
 
     def backward(self, dy):
-        dx, dw, db = F.batch_norm_backward(dy, self._need_cache())
+        dx, dw, db = F.batch_norm_backward(dy, self._need_cache(), relu_out=self._relu_out)
         if self.affine:
             self.weight.accumulate(dw)
             self.bias.accumulate(db)
@@ -272,10 +280,22 @@ class _Pointwise(Module):
 
 
 class ReLU(_Pointwise):
+    """max(x, 0). When the layer before it applied it already (see Module.fuses_relu), its
+    forward did not run and its backward passes dy through: that layer masks it."""
+
     _fn, _bwd = staticmethod(F.relu), staticmethod(F.relu_backward)
+    absorbable = True
 
     def __init__(self, inplace=False):
         super().__init__()
+        self._absorbed = False
+
+    def forward(self, x):
+        self._absorbed = False
+        return super().forward(x)
+
+    def backward(self, dy):
+        return dy if self._absorbed else super().backward(dy)
 
 
 class Sigmoid(_Pointwise):

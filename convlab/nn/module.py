@@ -106,6 +106,10 @@ class Module:
                 hook(self, args, y)
         return y
 
+    # Layers that can apply a following ReLU themselves, in the pass that writes their output
+    # (Conv2d, BatchNorm), set this and take forward(x, relu=True), masking dy in backward.
+    fuses_relu = False
+
     def register_forward_hook(self, hook):
         """Call `hook(module, inputs, output)` after each forward; returns a handle with remove()."""
         key = object()
@@ -304,6 +308,19 @@ class Module:
         return "\n".join(lines) + "\n)"
 
 
+def then_relu(layer, relu, x):
+    """relu(layer(x)). When `layer` can apply the ReLU itself and no hook watches either output,
+    it does (one pass over the activations fewer) and `relu` is marked absorbed: its backward
+    then passes dy through and layer's backward masks it. Blocks call this; Sequential finds
+    such pairs by itself."""
+    if layer.fuses_relu and getattr(relu, "absorbable", False) and not layer._forward_hooks \
+            and not relu._forward_hooks:
+        y = layer.forward(x, relu=True)
+        relu._absorbed, relu._cache = True, None
+        return y
+    return relu(layer(x))
+
+
 class Sequential(Module):
     """Modules applied in order; backward runs them in reverse."""
 
@@ -333,8 +350,16 @@ class Sequential(Module):
         return self
 
     def forward(self, x):
-        for m in self._modules.values():
+        mods = list(self._modules.values())
+        i = 0
+        while i < len(mods):
+            m = mods[i]
+            if i + 1 < len(mods) and getattr(mods[i + 1], "absorbable", False) and m.fuses_relu:
+                x = then_relu(m, mods[i + 1], x)  # a layer and the ReLU after it
+                i += 2
+                continue
             x = m(x)
+            i += 1
         return x
 
     def backward(self, dy):

@@ -14,6 +14,7 @@ import pytest
 
 from convlab import parallel
 from convlab.functional import conv, norm, pool
+from tests.gradcheck import check_op
 
 RTOL64 = 1e-10  # float64 against PyTorch
 RTOL_THREADS = 1e-12  # float64, two threads in small chunks against one thread
@@ -539,3 +540,85 @@ def test_batch_norm_two_threads_equal_one(shape_name, training, affine, chunking
         if r is not None:
             assert g.dtype == np.float32, what
             assert_close(g, r, RTOL32, f"{what}: float32 vs float64")
+
+
+# -- a ReLU fused into conv2d and batch_norm -----------------------------------------------------
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("name", CONV_CASES)
+def test_conv2d_with_fused_relu_equals_conv_then_relu(name, threads, monkeypatch):
+    """relu=True gives max(y, 0), and backward with relu_out masks dy exactly as relu_backward would,
+    on every conv path (and across threads, in small chunks)."""
+    case = CONV_CASES[name]
+    x, w, b = conv_inputs(case)
+    parallel.set_num_threads(threads)
+    monkeypatch.setattr(parallel, "_MIN_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(conv, "_chunk_grain", lambda *a: 2)
+    args = (case.stride, case.padding, case.dilation, case.groups)
+    y_plain, cache_plain = conv.conv2d(x, w, b, *args)
+    y, cache = conv.conv2d(x, w, b, *args, relu=True)
+    assert (y_plain < 0).any() and (y_plain > 0).any()  # the ReLU has something to do
+    np.testing.assert_array_equal(y, np.maximum(y_plain, 0))
+    assert y.transpose(0, 2, 3, 1).flags.c_contiguous
+    dy = channels_last(np.random.default_rng(3).standard_normal(y.shape))
+    expected = conv.conv2d_backward(dy * (y > 0), cache_plain)
+    got = conv.conv2d_backward(dy, cache, relu_out=y)
+    for what, g, e in zip(("dx", "dw", "db"), got, expected):
+        if e is None:
+            assert g is None
+        else:
+            assert_close(g, e, 1e-13, f"{name}: {what}")
+
+
+@pytest.mark.parametrize("name", ["planar C=1 5x5 pad 2", "rows C=16 O=16 3x3 pad 1", "im2col O=80",
+                                  "pointwise 1x1", "depthwise 3x3"])
+def test_conv2d_with_fused_relu_matches_finite_differences(name, float64):
+    case = CONV_CASES[name]
+    x, w, b = conv_inputs(case, seed=5)
+    x, w = x[:2, :, :6, :7].copy(), w.copy()  # small: every element is perturbed twice
+    args = (case.stride, case.padding, case.dilation, case.groups)
+
+    def forward(x, w, b):
+        y, cache = conv.conv2d(x, w, b, *args, relu=True)
+        return y, (cache, y)
+
+    def backward(dy, caches):
+        return conv.conv2d_backward(dy, caches[0], relu_out=caches[1])
+
+    check_op(forward, backward, [x, w, b.copy()])
+
+
+@pytest.mark.parametrize("affine", ["weight and bias", "no affine"])
+@pytest.mark.parametrize("training", [True, False], ids=["training", "eval"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batch_norm_with_fused_relu_equals_batch_norm_then_relu(threads, training, affine, monkeypatch):
+    has_w, has_b = AFFINE[affine]
+    x, dy, w, b, running_mean, running_var = bn_inputs((6, 16, 5, 7), has_w, has_b, "channels-last", seed=4)
+    parallel.set_num_threads(threads)
+    monkeypatch.setattr(parallel, "_MIN_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(norm, "_row_grain", lambda m, c: max(1, m // 5))
+    y_plain, cache_plain = norm.batch_norm(x, w, b, running_mean.copy(), running_var.copy(), training=training)
+    y, cache = norm.batch_norm(x, w, b, running_mean.copy(), running_var.copy(), training=training, relu=True)
+    assert (y_plain < 0).any() and (y_plain > 0).any()
+    np.testing.assert_array_equal(y, np.maximum(y_plain, 0))
+    expected = norm.batch_norm_backward(dy * (y > 0), cache_plain)
+    got = norm.batch_norm_backward(dy, cache, relu_out=y)
+    for what, g, e in zip(("dx", "dweight", "dbias"), got, expected):
+        if e is None:
+            assert g is None
+        else:
+            assert_close(g, e, 1e-13, what)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["training", "eval"])
+def test_batch_norm_with_fused_relu_matches_finite_differences(training, float64):
+    x, _, w, b, running_mean, running_var = bn_inputs((4, 3, 3, 4), True, True, "channels-last", seed=6)
+    x = np.ascontiguousarray(x)
+
+    def forward(x, w, b):
+        y, cache = norm.batch_norm(x, w, b, running_mean.copy(), running_var.copy(), training=training, relu=True)
+        return y, (cache, y)
+
+    def backward(dy, caches):
+        return norm.batch_norm_backward(dy, caches[0], relu_out=caches[1])
+
+    check_op(forward, backward, [x, w, b])
