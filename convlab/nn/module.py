@@ -176,6 +176,8 @@ class Module:
         """Drop what forward kept for backward (frees activation memory after inference)."""
         for m in self.modules():
             object.__setattr__(m, "_cache", None)
+            if m.__dict__.get("_relu_out") is not None:  # a fused ReLU's output
+                object.__setattr__(m, "_relu_out", None)
 
     # -- state --------------------------------------------------------------------------
     def state_dict(self):

@@ -118,3 +118,11 @@ def test_fused_blocks_match_finite_differences(name, float64):
     x = np.random.default_rng(7).standard_normal((2, c, 4, 4))
     check_module(block, x)
     assert any(getattr(m, "_absorbed", False) for m in block.modules())
+
+
+def test_clear_cache_drops_a_fused_relus_output(float64):
+    fused, _ = _twins(_net)
+    fused(np.random.default_rng(8).standard_normal((2, 3, 8, 8)))
+    assert fused[0]._relu_out is not None
+    fused.clear_cache()
+    assert fused[0]._relu_out is None and fused[4]._relu_out is None
