@@ -543,6 +543,18 @@ def test_batch_norm_two_threads_equal_one(shape_name, training, affine, chunking
 
 
 # -- a ReLU fused into conv2d and batch_norm -----------------------------------------------------
+def assert_fused_relu(y_plain, y, expected_grads, grads, names):
+    """The fused output is max(plain output, 0), and its gradients are those of the plain op fed
+    relu_backward's dy."""
+    assert (y_plain < 0).any() and (y_plain > 0).any()  # the ReLU has something to do
+    np.testing.assert_array_equal(y, np.maximum(y_plain, 0))
+    for what, g, e in zip(names, grads, expected_grads):
+        if e is None:
+            assert g is None, what
+        else:
+            assert_close(g, e, 1e-13, what)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("name", CONV_CASES)
 def test_conv2d_with_fused_relu_equals_conv_then_relu(name, threads, monkeypatch):
@@ -556,17 +568,10 @@ def test_conv2d_with_fused_relu_equals_conv_then_relu(name, threads, monkeypatch
     args = (case.stride, case.padding, case.dilation, case.groups)
     y_plain, cache_plain = conv.conv2d(x, w, b, *args)
     y, cache = conv.conv2d(x, w, b, *args, relu=True)
-    assert (y_plain < 0).any() and (y_plain > 0).any()  # the ReLU has something to do
-    np.testing.assert_array_equal(y, np.maximum(y_plain, 0))
     assert y.transpose(0, 2, 3, 1).flags.c_contiguous
     dy = channels_last(np.random.default_rng(3).standard_normal(y.shape))
-    expected = conv.conv2d_backward(dy * (y > 0), cache_plain)
-    got = conv.conv2d_backward(dy, cache, relu_out=y)
-    for what, g, e in zip(("dx", "dw", "db"), got, expected):
-        if e is None:
-            assert g is None
-        else:
-            assert_close(g, e, 1e-13, f"{name}: {what}")
+    assert_fused_relu(y_plain, y, conv.conv2d_backward(dy * (y > 0), cache_plain),
+                      conv.conv2d_backward(dy, cache, relu_out=y), ("dx", "dw", "db"))
 
 
 @pytest.mark.parametrize("name", ["planar C=1 5x5 pad 2", "rows C=16 O=16 3x3 pad 1", "im2col O=80",
@@ -598,15 +603,8 @@ def test_batch_norm_with_fused_relu_equals_batch_norm_then_relu(threads, trainin
     monkeypatch.setattr(norm, "_row_grain", lambda m, c: max(1, m // 5))
     y_plain, cache_plain = norm.batch_norm(x, w, b, running_mean.copy(), running_var.copy(), training=training)
     y, cache = norm.batch_norm(x, w, b, running_mean.copy(), running_var.copy(), training=training, relu=True)
-    assert (y_plain < 0).any() and (y_plain > 0).any()
-    np.testing.assert_array_equal(y, np.maximum(y_plain, 0))
-    expected = norm.batch_norm_backward(dy * (y > 0), cache_plain)
-    got = norm.batch_norm_backward(dy, cache, relu_out=y)
-    for what, g, e in zip(("dx", "dweight", "dbias"), got, expected):
-        if e is None:
-            assert g is None
-        else:
-            assert_close(g, e, 1e-13, what)
+    assert_fused_relu(y_plain, y, norm.batch_norm_backward(dy * (y > 0), cache_plain),
+                      norm.batch_norm_backward(dy, cache, relu_out=y), ("dx", "dweight", "dbias"))
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["training", "eval"])
