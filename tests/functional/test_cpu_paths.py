@@ -77,7 +77,7 @@ class ConvCase:
     out_channels: int
     kernel: object
     forward: str  # pointwise | planar | depthwise | rows | im2col
-    dx: str  # pointwise | depthwise | flip (full correlation with the flipped kernel) | offset
+    dx: str  # pointwise | flip (full correlation with the flipped kernel) | offset | depthwise flip | depthwise
     stride: object = 1
     padding: object = 0
     dilation: object = 1
@@ -109,8 +109,14 @@ CONV_CASES = {
     "im2col 1x1 stride 2": ConvCase((5, 16, 7, 8), 24, 1, "im2col", "offset", stride=2, channels_last=True),
     "pointwise 1x1": ConvCase((5, 16, 6, 7), 24, 1, "pointwise", "pointwise"),
     "pointwise 1x1 channels-last": ConvCase((5, 16, 6, 7), 24, 1, "pointwise", "pointwise", channels_last=True),
-    "depthwise 3x3": ConvCase((5, 8, 8, 9), 8, 3, "depthwise", "depthwise", padding=1, groups=8,
+    "depthwise 3x3": ConvCase((5, 8, 8, 9), 8, 3, "depthwise", "depthwise flip", padding=1, groups=8,
                               channels_last=True),
+    "depthwise 5x5 dilation 2 same": ConvCase((5, 8, 9, 10), 8, 5, "depthwise", "depthwise flip", padding="same",
+                                              dilation=2, groups=8, channels_last=True),
+    "depthwise (2, 4) asymmetric same": ConvCase((5, 8, 7, 9), 8, (2, 4), "depthwise", "depthwise flip",
+                                                 padding="same", groups=8, bias=False),
+    "depthwise pad 3 with 3x3, dx per offset": ConvCase((5, 8, 6, 7), 8, 3, "depthwise", "depthwise", padding=3,
+                                                        groups=8, channels_last=True),
     "depthwise stride 2 dilation 2": ConvCase((5, 8, 9, 8), 8, 3, "depthwise", "depthwise", stride=2, padding=2,
                                               dilation=2, groups=8, bias=False),
     "groups 2": ConvCase((5, 8, 7, 8), 12, 3, "im2col", "offset", padding=1, groups=2, channels_last=True),
@@ -152,11 +158,12 @@ def conv_paths(case, x, w):
     kh, kw = w.shape[2:]
     t_pads = ((kh - 1) * dilation[0] - pads[0], (kh - 1) * dilation[0] - pads[1],
               (kw - 1) * dilation[1] - pads[2], (kw - 1) * dilation[1] - pads[3])
+    correlation = stride == (1, 1) and min(t_pads) >= 0
     if pointwise:
         dx = "pointwise"
     elif depthwise:
-        dx = "depthwise"
-    elif case.groups == 1 and stride == (1, 1) and min(t_pads) >= 0:
+        dx = "depthwise flip" if correlation else "depthwise"
+    elif case.groups == 1 and correlation:
         dx = "flip"
     else:
         dx = "offset"
@@ -242,7 +249,7 @@ def test_conv2d_path_matches_torch(name, monkeypatch):
         del seen[:]
         dx, dw, db = conv.conv2d_backward(dy, cache)
         flipped = "_pad_nhwc:dypad" in seen
-        assert flipped == (case.dx == "flip"), seen
+        assert flipped == (case.dx in ("flip", "depthwise flip")), seen
         assert dx.shape == x.shape and dw.shape == w.shape
         assert_close(dx, tdx, RTOL64, f"{name}: dx ({layout} dy)")
         assert_close(dw, tdw, RTOL64, f"{name}: dw ({layout} dy)")
