@@ -75,9 +75,25 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     xb = _padded_nhwc(x, p, hb, wb, -xp.inf)
     y = xp.empty((n,) + out + (c,), dtype=x.dtype)
 
+    # Windows that tile a dense buffer with few channels: reduce the kernel's rows first, along
+    # whole image rows (long runs), then its columns (runs of C). C=6: 0.43 -> 0.25 ms per 64 images.
+    by_rows = (s == k and xb.shape[1:3] == (out[0] * k[0], out[1] * k[1]) and c <= 16
+               and xb.flags.c_contiguous)
+
     def body(s_, e, t):
-        views = _offsets(xb[s_:e], k, s, out)
         yc = y[s_:e]
+        if by_rows:
+            rows = xb[s_:e].reshape(e - s_, out[0], k[0], wb * c)
+            v = scratch(xp, (e - s_, out[0], wb * c), x.dtype, "poolrows")
+            xp.copyto(v, rows[:, :, 0])
+            for i in range(1, k[0]):
+                xp.maximum(v, rows[:, :, i], out=v)
+            cols = v.reshape(e - s_, out[0], out[1], k[1], c)
+            yc[...] = cols[:, :, :, 0]
+            for j in range(1, k[1]):
+                xp.maximum(yc, cols[:, :, :, j], out=yc)
+            return
+        views = _offsets(xb[s_:e], k, s, out)
         yc[...] = next(views)
         for v in views:
             xp.maximum(yc, v, out=yc)

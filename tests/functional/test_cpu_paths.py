@@ -320,6 +320,8 @@ POOL_CASES = {
     "2x2 stride 2 on 7x7 ceil_mode": ((5, 3, 7, 7), 2, 2, 0, True, True),
     "2x2 stride 1 (overlapping)": ((5, 3, 7, 7), 2, 1, 0, False, False),
     "3x3 stride 2 padding 1 ceil_mode on 7x6": ((5, 2, 7, 6), 3, 2, 1, True, False),
+    "3x3 stride 3 on 9x6": ((5, 4, 9, 6), 3, 3, 0, False, True),
+    "2x2 stride 2, 24 channels": ((3, 24, 6, 4), 2, 2, 0, False, True),
 }
 
 
@@ -387,6 +389,27 @@ def test_max_pool2d_ties_go_to_the_first_max(name, kind):
         np.testing.assert_array_equal(y, ry, err_msg=f"{layout} forward")
         dx = pool.max_pool2d_backward(channels_last(dy), cache)
         assert_close(dx, rdx, 1e-15, f"{layout} dx")
+
+
+@pytest.mark.parametrize("name", POOL_CASES)
+def test_max_pool2d_reduces_rows_first_only_for_tiled_dense_few_channels(name, monkeypatch):
+    """Tiling windows over a dense buffer with C <= 16 reduce the kernel's rows along whole image rows;
+    everything else takes the per-offset path. Both give the reference (the tests above)."""
+    shape, kernel, stride, padding, ceil_mode, tiled = POOL_CASES[name]
+    slots = []
+    real = pool.scratch
+
+    def spy(xp, shp, dt, slot="default"):
+        slots.append(slot)
+        return real(xp, shp, dt, slot)
+
+    monkeypatch.setattr(pool, "scratch", spy)
+    x = tie_inputs(shape, "relu zeros")
+    for layout, xin in (("NCHW", x), ("channels-last", channels_last(x))):
+        del slots[:]
+        pool.max_pool2d(xin, kernel, stride, padding, ceil_mode)
+        dense = layout == "channels-last" or ceil_mode  # ceil mode copies into a dense padded buffer
+        assert ("poolrows" in slots) == (tiled and dense and shape[1] <= 16), (layout, slots)
 
 
 @pytest.mark.parametrize("kind", ["integers 0..2", "relu zeros"])
