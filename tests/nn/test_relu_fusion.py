@@ -126,3 +126,17 @@ def test_clear_cache_drops_a_fused_relus_output(float64):
     assert fused[0]._relu_out is not None
     fused.clear_cache()
     assert fused[0]._relu_out is None and fused[4]._relu_out is None
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_batch_norm_1d_fuses_its_relu_too(mode, float64):
+    def make():
+        return nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 2))
+
+    fused, plain = _twins(make)
+    for m in (fused, plain):
+        m.train(mode == "train")
+    x = np.random.default_rng(9).standard_normal((7, 6))
+    got = _run(fused, x)
+    assert fused[2]._absorbed and fused[1]._relu_out is not None
+    _assert_same(got, _run(plain, x))
