@@ -110,6 +110,11 @@ class Module:
     # (Conv2d, BatchNorm), set this and take forward(x, relu=True), masking dy in backward.
     fuses_relu = False
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "forward" in cls.__dict__ and "fuses_relu" not in cls.__dict__:
+            cls.fuses_relu = False  # a subclass's own forward need not take relu=True
+
     def register_forward_hook(self, hook):
         """Call `hook(module, inputs, output)` after each forward; returns a handle with remove()."""
         key = object()

@@ -140,3 +140,18 @@ def test_batch_norm_1d_fuses_its_relu_too(mode, float64):
     got = _run(fused, x)
     assert fused[2]._absorbed and fused[1]._relu_out is not None
     _assert_same(got, _run(plain, x))
+
+
+def test_a_subclass_with_its_own_forward_is_not_fused(float64):
+    class ScaledConv(nn.Conv2d):
+        def forward(self, x):  # no relu parameter: Sequential must call it plainly
+            return 2.0 * super().forward(x)
+
+    conv = ScaledConv(3, 4, 3, padding=1)
+    relu = nn.ReLU()
+    model = nn.Sequential(conv, relu)
+    assert not conv.fuses_relu and nn.Conv2d.fuses_relu
+    x = np.random.default_rng(10).standard_normal((2, 3, 5, 5))
+    y = model(x)
+    assert not relu._absorbed
+    np.testing.assert_allclose(y, np.maximum(2.0 * nn.Conv2d.forward(conv, x), 0))
