@@ -109,11 +109,15 @@ class Module:
     # Layers that can apply a following ReLU themselves, in the pass that writes their output
     # (Conv2d, BatchNorm), set this and take forward(x, relu=True), masking dy in backward.
     fuses_relu = False
+    absorbable = False  # a plain ReLU: what a fusing layer can apply in its place
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if "forward" in cls.__dict__ and "fuses_relu" not in cls.__dict__:
-            cls.fuses_relu = False  # a subclass's own forward need not take relu=True
+        # a subclass with its own forward keeps neither property unless it says so: its forward
+        # need not take relu=True, and it may do more than a ReLU
+        for flag in ("fuses_relu", "absorbable"):
+            if "forward" in cls.__dict__ and flag not in cls.__dict__:
+                setattr(cls, flag, False)
 
     def register_forward_hook(self, hook):
         """Call `hook(module, inputs, output)` after each forward; returns a handle with remove()."""
@@ -320,7 +324,7 @@ def then_relu(layer, relu, x):
     it does (one pass over the activations fewer) and `relu` is marked absorbed: its backward
     then passes dy through and layer's backward masks it. Blocks call this; Sequential finds
     such pairs by itself."""
-    if layer.fuses_relu and getattr(relu, "absorbable", False) and not layer._forward_hooks \
+    if layer.fuses_relu and relu.absorbable and not layer._forward_hooks \
             and not relu._forward_hooks:
         y = layer.forward(x, relu=True)
         relu._absorbed, relu._cache = True, None
@@ -361,7 +365,7 @@ class Sequential(Module):
         i = 0
         while i < len(mods):
             m = mods[i]
-            if i + 1 < len(mods) and getattr(mods[i + 1], "absorbable", False) and m.fuses_relu:
+            if i + 1 < len(mods) and mods[i + 1].absorbable and m.fuses_relu:
                 x = then_relu(m, mods[i + 1], x)  # a layer and the ReLU after it
                 i += 2
                 continue

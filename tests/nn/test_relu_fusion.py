@@ -155,3 +155,16 @@ def test_a_subclass_with_its_own_forward_is_not_fused(float64):
     y = model(x)
     assert not relu._absorbed
     np.testing.assert_allclose(y, np.maximum(2.0 * nn.Conv2d.forward(conv, x), 0))
+
+
+def test_a_relu_subclass_with_its_own_forward_is_not_absorbed(float64):
+    class ReLU6(nn.ReLU):
+        def forward(self, x):
+            return np.minimum(super().forward(x), 6.0)
+
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    conv.weight.data[...] = 5.0  # outputs well above 6
+    model = nn.Sequential(conv, ReLU6())
+    x = np.abs(np.random.default_rng(11).standard_normal((2, 3, 5, 5)))
+    y = model(x)
+    assert y.max() == 6.0 and conv._relu_out is None
