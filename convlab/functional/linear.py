@@ -54,9 +54,9 @@ def tall_matmul(a, b, out):
     m, k = a.shape
     o = b.shape[1]
     kb = _block_rows(k, o)
-    if kb is None or m < 2 * kb:
-        return get_array_module(a).matmul(a, b, out=out)
     xp = get_array_module(a)
+    if kb is None or m < 2 * kb:
+        return xp.matmul(a, b, out=out)
     cut = m // kb * kb
     xp.matmul(a[:cut].reshape(m // kb, kb, k), b, out=out[:cut].reshape(m // kb, kb, o))
     if cut < m:

@@ -140,14 +140,11 @@ def batch_norm_backward(dy, cache, relu_out=None):
     need_dev = training or weight is not None  # Σ dy·(x − mean), for the batch statistics or dweight
     sums = Sums()
 
-    def grad_in(s, e):
-        """dy's rows [s, e), through the fused ReLU when there is one."""
-        if yw is None:
-            return dyw[s:e]
-        return xp.multiply(dyw[s:e], yw[s:e] > 0, out=scratch(xp, (e - s, cw), dy.dtype, "relu"))
+    dx = xp.empty((mw, cw), dtype=dy.dtype)
 
     def reduce(s, e, t):
-        g = grad_in(s, e)
+        # dy through the fused ReLU, if any: masked once, into dx's rows, which grad reads first
+        g = dyw[s:e] if yw is None else xp.multiply(dyw[s:e], yw[s:e] > 0, out=dx[s:e])
         if not need_dev:
             sums.add(t, column_sum(g), None)
             return
@@ -163,7 +160,6 @@ def batch_norm_backward(dy, cache, relu_out=None):
     dweight = sum_dy_xhat if weight is not None else None
     scale = inv_std if weight is None else inv_std * weight  # (C,)
     scale_w = wide.tile(scale)
-    dx = xp.empty((mw, cw), dtype=dy.dtype)
     if training:
         # dx = scale·(dy − mean(dy) − x̂·mean(dy·x̂)) = dy·scale + (x − mean)·k_x − k_0; x − mean is
         # formed first: folding mean·k_x into k_0 would cancel badly when |mean| ≫ σ
@@ -172,14 +168,14 @@ def batch_norm_backward(dy, cache, relu_out=None):
 
     def grad(s, e, t):
         out = dx[s:e]
-        g = grad_in(s, e)
+        g = dyw[s:e] if yw is None else out  # the masked dy from the first pass
         if not training:  # the statistics are constants
             xp.multiply(g, scale_w, out=out)
             return
         d = scratch(xp, (e - s, cw), dy.dtype, "bn")
+        xp.multiply(g, scale_w, out=d)  # before out is overwritten: g may live there
         xp.subtract(xw[s:e], mean_w, out=out)
         out *= k_x
-        xp.multiply(g, scale_w, out=d)
         out += d
         out -= k_0
 

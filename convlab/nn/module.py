@@ -365,8 +365,8 @@ class Sequential(Module):
         i = 0
         while i < len(mods):
             m = mods[i]
-            if i + 1 < len(mods) and mods[i + 1].absorbable and m.fuses_relu:
-                x = then_relu(m, mods[i + 1], x)  # a layer and the ReLU after it
+            if i + 1 < len(mods) and mods[i + 1].absorbable:
+                x = then_relu(m, mods[i + 1], x)  # a layer and the ReLU after it, fused if it can
                 i += 2
                 continue
             x = m(x)
