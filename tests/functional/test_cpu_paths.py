@@ -267,6 +267,15 @@ def test_conv2d_path_matches_torch(name, monkeypatch):
             np.testing.assert_array_equal(db2, db)
 
 
+@pytest.mark.parametrize("pixels, channels, repeats", [(784, 6, 196), (49, 50, 7), (13, 7, 13), (64, 4096, 1)])
+def test_conv_bias_is_tiled_over_whole_pixels(pixels, channels, repeats):
+    bias = np.arange(channels, dtype=np.float32)
+    tiled = conv._tiled_bias(bias, pixels, np)
+    assert tiled.shape == (repeats * channels,) and pixels % repeats == 0
+    assert repeats == 1 or repeats * channels <= 2048
+    np.testing.assert_array_equal(tiled.reshape(repeats, channels), np.broadcast_to(bias, (repeats, channels)))
+
+
 @pytest.mark.parametrize("name", CONV_CASES)
 def test_conv2d_path_two_threads_one_image_chunks(name, monkeypatch):
     case = CONV_CASES[name]
