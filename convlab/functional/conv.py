@@ -395,11 +395,10 @@ def conv2d_backward(dy, cache, need_dx=True, relu_out=None):
             x_pad = _pad_nhwc(x_nhwc[s:e], pads, xp)
             z = row_expand(x_pad, kw, stride[1], dilation[1], wo,
                            out=scratch(xp, ((e - s) * x_pad.shape[1] * wo * kw * c,), dy.dtype, "cols"))
-            dyb = dyc.reshape(e - s, ho * wo, o)
-            dw_rows = xp.empty((kh, kw * c, o), dtype=dy.dtype)
-            for i in range(kh):
-                r = i * dilation[0] * wo
-                dw_rows[i] = xp.matmul(z[:, r:r + ho * wo].transpose(0, 2, 1), dyb).sum(axis=0)
+            # every kernel row's slice of z as one (kh, N, kw·C, Ho·Wo) view: one batched product
+            sn, sr, sk = z.strides
+            z_rows = _as_strided(xp, z, (kh, e - s, kw * c, ho * wo), (dilation[0] * wo * sr, sn, sk, sr))
+            dw_rows = xp.matmul(z_rows, dyc.reshape(1, e - s, ho * wo, o)).sum(axis=1)  # (kh, kw·C, O)
             sums.add(t, dw_rows.reshape(kh * kw * c, o), db)
         else:
             x_pad = _pad_nhwc(x_nhwc[s:e], pads, xp)
