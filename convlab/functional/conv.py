@@ -362,7 +362,7 @@ def conv2d_backward(dy, cache, need_dx=True, relu_out=None):
         dyc = dy_nhwc[s:e].reshape(m, o)  # free when dy is channels-last
         if mask_nhwc is not None:  # the fused ReLU's backward
             dyc = xp.multiply(dyc, mask_nhwc[s:e].reshape(m, o) > 0, out=scratch(xp, (m, o), dy.dtype, "relu"))
-        db = column_sum(dyc) if has_bias else None
+        db = column_sum(dyc) if has_bias and not planar else None
         if pointwise:
             xc = x_nhwc[s:e].reshape(m, c)
             sums.add(t, reduce_matmul(dyc.T, xc), db)
@@ -374,8 +374,14 @@ def conv2d_backward(dy, cache, need_dx=True, relu_out=None):
             dx_pad = scratch(xp, padded, dy.dtype, "dxpad") if any(pads) else dx[s:e]
             dx_pad[...] = 0
         if planar:
-            cols = im2col_planar(x[s:e], pads, *geom, out=scratch(xp, (m * kh * kw * c,), dy.dtype, "cols"))
-            sums.add(t, reduce_matmul(cols, dyc), db)  # (C·kh·kw, O)
+            # a row of ones under the columns makes the bias gradient the product's last row
+            k = c * kh * kw
+            buf = scratch(xp, (k + has_bias, m), dy.dtype, "cols")
+            im2col_planar(x[s:e], pads, *geom, out=buf[:k])
+            if has_bias:
+                buf[k] = 1
+            grads = reduce_matmul(buf, dyc)  # (C·kh·kw [+ 1], O)
+            sums.add(t, grads[:k], grads[k] if has_bias else None)
         elif depthwise:
             x_pad = _pad_nhwc(x_nhwc[s:e], pads, xp)
             dy4 = dyc.reshape(e - s, ho, wo, c)
