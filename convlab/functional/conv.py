@@ -53,17 +53,19 @@ def resolve_padding(padding, kernel_size, stride, dilation):
     return (ph, ph, pw, pw)
 
 
-def _pad_nhwc(x_nhwc, pads, xp, slot="pad"):
+def _pad_nhwc(x_nhwc, pads, xp, slot="pad", zero_rows=True):
     """x (N, H, W, C) with zeros around it, in this thread's scratch buffer `slot` (x itself when
-    there is no padding)."""
+    there is no padding). zero_rows=False leaves the padding rows above and below unwritten, for
+    a caller that never reads them (the row path skips them: see `_row_matmul`)."""
     pt, pb, pl, pr = pads
     if not any(pads):
         return x_nhwc
     n, h, w, c = x_nhwc.shape
     out = scratch(xp, (n, h + pt + pb, w + pl + pr, c), x_nhwc.dtype, slot)
     # Zero only the border, then copy the interior once.
-    out[:, :pt] = 0
-    out[:, pt + h:] = 0
+    if zero_rows:
+        out[:, :pt] = 0
+        out[:, pt + h:] = 0
     out[:, pt:pt + h, :pl] = 0
     out[:, pt:pt + h, pl + w:] = 0
     out[:, pt:pt + h, pl:pl + w, :] = x_nhwc
@@ -102,16 +104,22 @@ def im2col(x_pad, kernel_size, stride, dilation, out_hw, out=None):
     return out.reshape(n * ho * wo, kh * kw * c)
 
 
-def row_expand(x_pad, kw, stride_w, dilation_w, wo, out):
+def row_expand(x_pad, kw, stride_w, dilation_w, wo, out, rows=None):
     """Expand a padded NHWC input along the kernel's width only: (N, Hp·Wo, kw·C), each row the
     kw·C values a window row sees. At stride 1 in height, the columns of kernel row i are then
     the contiguous slice of rows [i·dh·Wo, i·dh·Wo + Ho·Wo): a third of full im2col's copy for
-    a 3×3 kernel, and kh GEMMs with K = kw·C instead of one with kh·kw·C."""
+    a 3×3 kernel, and kh GEMMs with K = kw·C instead of one with kh·kw·C.
+
+    rows=(r0, r1) expands only the input rows r0 to r1 and leaves the others unwritten: the rows
+    of padding above and below, which `_row_matmul` skips (LeNet's second layer pads dy by 4 rows
+    top and bottom for its input gradient: 8 of 18 rows)."""
     xp = get_array_module(x_pad)
     n, hp, _, c = x_pad.shape
-    sn, sh_, sw_, sc = x_pad.strides
-    out = out.reshape(n, hp, wo, kw, c)
-    xp.copyto(out, _as_strided(xp, x_pad, out.shape, (sn, sh_, sw_ * stride_w, sw_ * dilation_w, sc)))
+    r0, r1 = (0, hp) if rows is None else rows
+    src = x_pad[:, r0:r1]
+    sn, sh_, sw_, sc = src.strides
+    dst = out.reshape(n, hp, wo, kw, c)[:, r0:r1]
+    xp.copyto(dst, _as_strided(xp, src, dst.shape, (sn, sh_, sw_ * stride_w, sw_ * dilation_w, sc)))
     return out.reshape(n, hp * wo, kw * c)
 
 
@@ -120,7 +128,8 @@ def _row_matmul(z, w_rows, dh, out_hw, out, tmp, pad_rows=(0, 0)):
 
     pad_rows = (top, bottom): rows of zeros that z's input was padded with. Output rows whose
     kernel row i falls on them get nothing from it, so each GEMM skips them (a full correlation
-    with a 5×5 kernel, LeNet's second layer backward, pads by 4: 29% of the rows)."""
+    with a 5×5 kernel, LeNet's second layer backward, pads by 4: 29% of the rows). Those rows of
+    z are never read, so callers leave them unwritten (`row_expand(rows=...)`)."""
     xp = get_array_module(z)
     ho, wo = out_hw
     kh = w_rows.shape[0]
@@ -282,15 +291,18 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu
         w_g = weight.reshape(groups, og, cg, kh, kw).transpose(0, 3, 4, 2, 1).reshape(groups, kh * kw * cg, og)
 
         def body(s, e, t):
-            x_pad = _pad_nhwc(x_nhwc[s:e], pads, xp)
             m = (e - s) * ho * wo
             if _by_rows(groups, stride, False, weight.shape):
+                # _row_matmul skips the padding rows: they are neither zeroed nor expanded
+                x_pad = _pad_nhwc(x_nhwc[s:e], pads, xp, zero_rows=False)
                 z = row_expand(x_pad, kw, stride[1], dilation[1], wo,
-                               out=scratch(xp, ((e - s) * x_pad.shape[1] * wo * kw * c,), x.dtype, "cols"))
+                               out=scratch(xp, ((e - s) * x_pad.shape[1] * wo * kw * c,), x.dtype, "cols"),
+                               rows=(pads[0], pads[0] + h))
                 _row_matmul(z, w_g[0].reshape(kh, kw * c, o), dilation[0], (ho, wo),
                             out=y[s * ho * wo:e * ho * wo].reshape(e - s, ho * wo, o),
                             tmp=scratch(xp, (e - s, ho * wo, o), x.dtype, "rowtmp"), pad_rows=pads[:2])
                 return
+            x_pad = _pad_nhwc(x_nhwc[s:e], pads, xp)
             cols = im2col(x_pad, *geom, out=scratch(xp, (m * kh * kw * c,), x.dtype, "cols"))
             yc = y[s * ho * wo:e * ho * wo]
             if groups == 1:
@@ -416,9 +428,11 @@ def conv2d_backward(dy, cache, need_dx=True, relu_out=None):
                 sums.add(t, xp.matmul(cols_g.transpose(0, 2, 1), dyc.reshape(m, groups, og).transpose(1, 0, 2)), db)
         if need_dx and w_flip is not None:
             # Stride 1: dx is the full correlation of dy with the flipped kernel, one GEMM
-            dy_pad = _pad_nhwc(dyc.reshape(e - s, ho, wo, o), t_pads, xp, "dypad")
+            # _row_matmul skips dy's padding rows: they are neither zeroed nor expanded
+            dy_pad = _pad_nhwc(dyc.reshape(e - s, ho, wo, o), t_pads, xp, "dypad", zero_rows=False)
             z = row_expand(dy_pad, kw, 1, dilation[1], w,
-                           out=scratch(xp, ((e - s) * dy_pad.shape[1] * w * kw * o,), dy.dtype, "cols"))
+                           out=scratch(xp, ((e - s) * dy_pad.shape[1] * w * kw * o,), dy.dtype, "cols"),
+                           rows=(t_pads[0], t_pads[0] + ho))
             _row_matmul(z, w_flip.reshape(kh, kw * o, c), dilation[0], (h, w),
                         out=dx[s:e].reshape(e - s, h * w, c), tmp=scratch(xp, (e - s, h * w, c), dy.dtype, "rowtmp"),
                         pad_rows=t_pads[:2])

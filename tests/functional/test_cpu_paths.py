@@ -267,6 +267,30 @@ def test_conv2d_path_matches_torch(name, monkeypatch):
             np.testing.assert_array_equal(db2, db)
 
 
+@pytest.mark.parametrize("name", CONV_CASES)
+def test_conv2d_reads_no_scratch_it_did_not_write(name, monkeypatch):
+    """Scratch buffers come back uninitialised; some paths leave parts unwritten on purpose (the
+    padding rows the row path skips). With every buffer full of NaN, any read of such a part
+    would show up in the results."""
+    case = CONV_CASES[name]
+    x, w, b = conv_inputs(case)
+    y, cache = conv.conv2d(x, w, b, case.stride, case.padding, case.dilation, case.groups)
+    dy = np.random.default_rng(2).standard_normal(y.shape)
+    expected = conv.conv2d_backward(dy, cache)
+
+    def poisoned(xp, shape, dtype, slot="default"):
+        return xp.full(shape, np.nan, dtype=dtype)
+
+    monkeypatch.setattr(conv, "scratch", poisoned)
+    y2, cache2 = conv.conv2d(x, w, b, case.stride, case.padding, case.dilation, case.groups)
+    np.testing.assert_array_equal(y2, y)
+    for got, want in zip(conv.conv2d_backward(dy, cache2), expected):
+        if want is None:
+            assert got is None
+        else:
+            np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("pixels, channels, repeats", [(784, 6, 196), (49, 50, 7), (13, 7, 13), (64, 4096, 1)])
 def test_conv_bias_is_tiled_over_whole_pixels(pixels, channels, repeats):
     bias = np.arange(channels, dtype=np.float32)
