@@ -210,6 +210,45 @@ def test_an_exception_on_the_caller_waits_for_the_other_threads():
     assert len(result) == 2
 
 
+def test_two_callers_at_once_both_get_every_chunk_under_its_own_t():
+    """A second thread's region (a GUI probe during training, say) runs while the first holds the
+    workers: it runs on its own thread, still handing chunk k to t = k mod T."""
+    parallel.set_num_threads(2)
+    start = threading.Barrier(2)
+    results, errors = {}, []
+
+    def caller(name):
+        try:
+            start.wait()
+            out = []
+            for _ in range(200):
+                out.append(parallel.parallel_for(6, 1, lambda s, e, t: (s, t)))
+            results[name] = out
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=caller, args=(name,)) for name in "ab"]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=60)
+    assert not errors and all(not th.is_alive() for th in threads)
+    for out in results.values():
+        assert len(out) == 200
+        assert all(r == [[(0, 0), (2, 0), (4, 0)], [(1, 1), (3, 1), (5, 1)]] for r in out)
+
+
+def test_changing_the_thread_count_stops_the_old_workers():
+    parallel.set_num_threads(3)
+    parallel.parallel_for(6, 1, record)
+    old = [w.thread for w in parallel._state["pool"]]
+    assert len(old) == 2 and all(th.is_alive() for th in old)
+    parallel.set_num_threads(2)
+    assert all(not th.is_alive() for th in old)
+    result = parallel.parallel_for(6, 1, record)
+    assert [[t for _, _, t, _ in r] for r in result] == [[0, 0, 0], [1, 1, 1]]
+
+
 # -- Sums --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_sums_total_equals_the_plain_sum(threads):
