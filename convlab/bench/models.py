@@ -189,7 +189,10 @@ def peak_memory(name, framework, batch):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=7, help="timed rounds at least (default 7)")
+    ap.add_argument("--min-seconds", type=float, default=3.0,
+                    help="keep adding rounds until a model and mode has run this long (default 3): "
+                         "a LeNet step takes milliseconds, and this machine's speed drifts within seconds")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
@@ -214,19 +217,22 @@ def main(argv=None):
             if counts["convlab"] != counts["torch"]:
                 raise SystemExit(f"{name}: parameter counts differ: convlab {counts['convlab']}, "
                                  f"torch {counts['torch']}")
-            t = interleaved_medians(fns, warmup=2, rounds=args.rounds)
+            n_timed = {}
+            t = interleaved_medians(fns, warmup=2, rounds=args.rounds, min_seconds=args.min_seconds,
+                                    counts=n_timed)
             mem = {}
             if mode == "train" and not args.no_memory:
                 mem = {fw: peak_memory(name, fw, b) for fw in ("convlab", "torch")}
             ips = {fw: b / t[fw] for fw in t}
-            rows.append([f"{name} {mode} b{b}", f"{counts['convlab']:,}", f"{ips['convlab']:.0f}",
+            rows.append([f"{name} {mode} b{b}", f"{counts['convlab']:,}", str(n_timed["convlab"]),
+                         f"{ips['convlab']:.0f}",
                          f"{ips['torch']:.0f}", f"{ips['convlab'] / ips['torch']:.2f}",
                          f"{mem['convlab'] / 2**20:.0f}" if mem else "-",
                          f"{mem['torch'] / 2**20:.0f}" if mem else "-",
                          f"{mem['convlab'] / mem['torch']:.2f}" if mem else "-"])
-    print(f"float32, {args.threads} threads, median of {args.rounds} interleaved rounds after warm-up; "
-          "memory = peak RSS growth over two steps, fresh process each")
-    print(table(["model / mode / batch", "params", "convlab img/s", "torch img/s", "ratio",
+    print(f"float32, {args.threads} threads, median of the interleaved rounds after warm-up (at least "
+          f"{args.rounds}, and {args.min_seconds:g} s); memory = peak RSS growth over two steps, fresh process each")
+    print(table(["model / mode / batch", "params", "rounds", "convlab img/s", "torch img/s", "ratio",
                  "convlab MiB", "torch MiB", "mem ratio"], rows))
 
 

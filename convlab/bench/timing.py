@@ -6,8 +6,10 @@ import statistics
 import time
 
 
-def interleaved_medians(fns: dict, warmup=2, rounds=7, min_seconds=0.0, lead=1):
-    """Call each function `warmup` times, then `rounds` rounds in turn; median seconds per call.
+def interleaved_medians(fns: dict, warmup=2, rounds=7, min_seconds=0.0, lead=1, counts=None):
+    """Call each function `warmup` times, then `rounds` rounds in turn (more while the rounds
+    have taken less than `min_seconds`); median seconds per call. `counts`, a dict, gets the
+    number of timed calls per function.
 
     In each round a contender makes `lead` untimed calls before its timed one, so the timed
     call does not share the cores with the previous contender's still-busy worker threads
@@ -27,6 +29,8 @@ def interleaved_medians(fns: dict, warmup=2, rounds=7, min_seconds=0.0, lead=1):
             fn()
             times[name].append(time.perf_counter() - t0)
         r += 1
+    if counts is not None:
+        counts.update({name: len(ts) for name, ts in times.items()})
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
