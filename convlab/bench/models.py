@@ -219,7 +219,7 @@ def main(argv=None):
                                  f"torch {counts['torch']}")
             n_timed = {}
             t = interleaved_medians(fns, warmup=2, rounds=args.rounds, min_seconds=args.min_seconds,
-                                    counts=n_timed)
+                                    lead_seconds=0.03, counts=n_timed)
             mem = {}
             if mode == "train" and not args.no_memory:
                 mem = {fw: peak_memory(name, fw, b) for fw in ("convlab", "torch")}
@@ -231,7 +231,8 @@ def main(argv=None):
                          f"{mem['torch'] / 2**20:.0f}" if mem else "-",
                          f"{mem['convlab'] / mem['torch']:.2f}" if mem else "-"])
     print(f"float32, {args.threads} threads, median of the interleaved rounds after warm-up (at least "
-          f"{args.rounds}, and {args.min_seconds:g} s); memory = peak RSS growth over two steps, fresh process each")
+          f"{args.rounds}, and {args.min_seconds:g} s; each timed call follows 30 ms or more of untimed calls "
+          "of its own); memory = peak RSS growth over two steps, fresh process each")
     print(table(["model / mode / batch", "params", "rounds", "convlab img/s", "torch img/s", "ratio",
                  "convlab MiB", "torch MiB", "mem ratio"], rows))
 

@@ -6,14 +6,16 @@ import statistics
 import time
 
 
-def interleaved_medians(fns: dict, warmup=2, rounds=7, min_seconds=0.0, lead=1, counts=None):
+def interleaved_medians(fns: dict, warmup=2, rounds=7, min_seconds=0.0, lead=1, lead_seconds=0.0,
+                        counts=None):
     """Call each function `warmup` times, then `rounds` rounds in turn (more while the rounds
     have taken less than `min_seconds`); median seconds per call. `counts`, a dict, gets the
     number of timed calls per function.
 
-    In each round a contender makes `lead` untimed calls before its timed one, so the timed
-    call does not share the cores with the previous contender's still-busy worker threads
-    (PyTorch's OpenMP threads spin for milliseconds after each parallel region).
+    In each round a contender makes `lead` untimed calls, and more until they have taken
+    `lead_seconds`, before its timed one, so the timed call does not share the cores with the
+    previous contender's still-busy worker threads: PyTorch's OpenMP threads spin after each
+    parallel region, about 10 ms of CPU here, longer than a LeNet-5 inference call.
     """
     for _ in range(warmup):
         for fn in fns.values():
@@ -23,8 +25,10 @@ def interleaved_medians(fns: dict, warmup=2, rounds=7, min_seconds=0.0, lead=1, 
     r = 0
     while r < rounds or time.perf_counter() - start < min_seconds:
         for name, fn in fns.items():
-            for _ in range(lead):
+            lead_start, calls = time.perf_counter(), 0
+            while calls < lead or time.perf_counter() - lead_start < lead_seconds:
                 fn()
+                calls += 1
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
