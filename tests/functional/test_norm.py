@@ -49,6 +49,29 @@ def test_batch_norm_training_output_has_zero_mean_unit_variance_per_channel():
     np.testing.assert_allclose(y.var(axis=(0, 2, 3)), 1.0, rtol=1e-12)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batch_norm_float32_statistics_survive_a_mean_far_above_the_spread(threads, monkeypatch):
+    """Mean 10⁴, spread 1: E[x²] − E[x]² in float32 would lose every digit. The variance must hold
+    to float32 precision against the float64 variance of the same values, chunked or not."""
+    from convlab import parallel
+    from convlab.functional import norm
+    parallel_threads = parallel.num_threads()
+    try:
+        parallel.set_num_threads(threads)
+        monkeypatch.setattr(parallel, "_MIN_PARALLEL_BYTES", 0)
+        monkeypatch.setattr(norm, "_row_grain", lambda m, c: max(1, m // 7))  # uneven chunks
+        rng = np.random.default_rng(0)
+        x = (1e4 + rng.standard_normal((16, 3, 8, 8)) * np.array([1.0, 0.1, 3.0])[:, None, None]).astype(np.float32)
+        running_mean, running_var = np.zeros(3, np.float32), np.zeros(3, np.float32)
+        F.batch_norm(x, None, None, running_mean, running_var, training=True, momentum=1.0)
+        x64 = x.astype(np.float64)
+        m = x.size // 3
+        np.testing.assert_allclose(running_mean, x64.mean(axis=(0, 2, 3)), rtol=1e-6)
+        np.testing.assert_allclose(running_var, x64.var(axis=(0, 2, 3)) * m / (m - 1), rtol=1e-4)
+    finally:
+        parallel.set_num_threads(parallel_threads)
+
+
 def test_batch_norm_updates_running_statistics_with_unbiased_variance():
     x = np.random.default_rng(0).standard_normal((4, 2, 3, 3))
     running_mean, running_var = np.zeros(2), np.ones(2)
