@@ -13,6 +13,7 @@ from __future__ import annotations
 from .. import kernels
 from ..backend import get_array_module
 from ..parallel import Sums, grain_for, parallel_for
+from .activation import relu_inplace
 from .linear import column_sum, reduce_matmul, tall_matmul
 from .workspace import scratch
 
@@ -324,7 +325,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu
         if bias_rows is not None:
             yc.reshape(-1, bias_rows.shape[0])[...] += bias_rows
         if relu:
-            xp.maximum(yc, 0, out=yc)
+            relu_inplace(yc)
 
     rows = not _is_pointwise(weight.shape, pads, stride, groups) and not _planar(x, weight, groups) \
         and _by_rows(groups, stride, False, weight.shape)

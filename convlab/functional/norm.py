@@ -9,6 +9,7 @@ from __future__ import annotations
 from .. import kernels
 from ..backend import get_array_module
 from ..parallel import Sums, grain_for, parallel_for
+from .activation import relu_inplace
 from .linear import column_sum
 from .workspace import scratch
 
@@ -112,7 +113,7 @@ def batch_norm(x, weight, bias, running_mean, running_var, training=True, moment
         xp.multiply(xw[s:e], a_w, out=y[s:e])
         y[s:e] += b_w
         if relu:
-            xp.maximum(y[s:e], 0, out=y[s:e])
+            relu_inplace(y[s:e])
 
     parallel_for(mw, grain, affine, xp)
     return back(y.reshape(m, c)), (xr, mean, inv_std, weight, training, bias is not None)
