@@ -249,6 +249,18 @@ def test_changing_the_thread_count_stops_the_old_workers():
     assert [[t for _, _, t, _ in r] for r in result] == [[0, 0, 0], [1, 1, 1]]
 
 
+def test_set_num_threads_inside_a_chunk_is_refused_not_a_deadlock():
+    parallel.set_num_threads(2)
+
+    def body(s, e, t):
+        parallel.set_num_threads(1)
+
+    with pytest.raises(RuntimeError, match="inside a parallel_for chunk"):
+        parallel.parallel_for(4, 1, body)
+    assert parallel.num_threads() == 2
+    assert len(parallel.parallel_for(4, 1, record)) == 2
+
+
 # -- Sums --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_sums_total_equals_the_plain_sum(threads):

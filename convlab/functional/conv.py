@@ -10,6 +10,8 @@ otherwise it goes back one kernel offset at a time, GEMM then strided add: no co
 
 from __future__ import annotations
 
+import functools
+
 from .. import kernels
 from ..backend import get_array_module
 from ..parallel import Sums, grain_for, parallel_for
@@ -234,8 +236,12 @@ def _tiled_bias(bias, pixels, xp):
     """bias (O,) repeated over r pixels, r the largest divisor of `pixels` with r·O ≤ 2048, so
     adding it to (M, O) output rows, viewed as (M/r, r·O), runs along long rows: broadcasting
     the short (O,) row itself costs a loop per pixel (8× slower for LeNet's six channels)."""
-    r = max(d for d in range(1, max(1, 2048 // bias.shape[0]) + 1) if pixels % d == 0)
-    return xp.tile(bias, r)
+    return xp.tile(bias, _bias_repeats(bias.shape[0], pixels))
+
+
+@functools.lru_cache(maxsize=256)
+def _bias_repeats(channels, pixels):
+    return max(d for d in range(1, max(1, 2048 // channels) + 1) if pixels % d == 0)
 
 
 def _chunk_grain(x_shape, w_shape, out_hw, rows=False):
@@ -273,12 +279,14 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu
     x_nhwc = x.transpose(0, 2, 3, 1)
     geom = ((kh, kw), stride, dilation, (ho, wo))
     y = xp.empty((n * ho * wo, o), dtype=x.dtype)
-    if _is_pointwise(weight.shape, pads, stride, groups):
+    pointwise, planar = _is_pointwise(weight.shape, pads, stride, groups), _planar(x, weight, groups)
+    by_rows = not pointwise and not planar and _by_rows(groups, stride, False, weight.shape)
+    if pointwise:
         w_mat = weight.reshape(o, c).T
 
         def body(s, e, t):
             xp.matmul(x_nhwc[s:e].reshape(-1, c), w_mat, out=y[s * ho * wo:e * ho * wo])
-    elif _planar(x, weight, groups):
+    elif planar:
         w_mat = weight.reshape(o, c * kh * kw).T
 
         def body(s, e, t):
@@ -298,7 +306,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu
 
         def body(s, e, t):
             m = (e - s) * ho * wo
-            if _by_rows(groups, stride, False, weight.shape):
+            if by_rows:
                 # _row_matmul skips the padding rows: they are neither zeroed nor expanded
                 x_pad = _pad_nhwc(x_nhwc[s:e], pads, xp, zero_rows=False)
                 z = row_expand(x_pad, kw, stride[1], dilation[1], wo,
@@ -327,9 +335,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu
         if relu:
             relu_inplace(yc)
 
-    rows = not _is_pointwise(weight.shape, pads, stride, groups) and not _planar(x, weight, groups) \
-        and _by_rows(groups, stride, False, weight.shape)
-    parallel_for(n, _chunk_grain(x.shape, weight.shape, (ho, wo), rows), run, xp)
+    parallel_for(n, _chunk_grain(x.shape, weight.shape, (ho, wo), by_rows), run, xp)
     y = y.reshape(n, ho, wo, o).transpose(0, 3, 1, 2)  # (N, O, Ho, Wo), channels-last memory
     cache = (x, weight, pads, stride, dilation, groups, bias is not None)
     return y, cache
