@@ -136,7 +136,11 @@ def max_pool2d_backward(dy, cache):
                 xp.multiply(g, hit, out=part)
                 d += part
 
-    parallel_for(n, grain_for(n, 4 * c * (xb.shape[1] * xb.shape[2] + 3 * out[0] * out[1])), body, xp)
+    # Chunks of about 4 MiB, twice the forward's: a chunk makes 4 NumPy calls per kernel offset,
+    # each a hand-over of the GIL between the two threads; fewer chunks, fewer calls (LeNet-5
+    # training step, in-process A/B: 8.40 -> 8.27 and 8.38 -> 8.22 ms).
+    parallel_for(n, grain_for(n, 4 * c * (xb.shape[1] * xb.shape[2] + 3 * out[0] * out[1]), target=1 << 22),
+                 body, xp)
     return _crop_nchw(dxb, p, h, w)
 
 
