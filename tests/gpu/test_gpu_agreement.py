@@ -22,6 +22,7 @@ if not backend.gpu_available():
 import cupy  # noqa: E402
 
 from tests.agreement import (  # noqa: E402
+    AGREEMENT_TOL,  # noqa: E402
     BLOCK_CASES,
     LAYER_CASES,
     assert_agrees,
@@ -31,7 +32,7 @@ from tests.agreement import (  # noqa: E402
     normal,
     upstream_gradient,
 )
-from tests.gradcheck import randomize_batch_norm  # noqa: E402
+from tests.gradcheck import randomize_batch_norm, relative_error  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 
@@ -68,11 +69,54 @@ def forward_backward(model, x, dy):
     return y, dx, {name: p.grad for name, p in model.named_parameters()}, model.state_dict()
 
 
+def float64_pass(model, x, dy):
+    """The same pass in float64 on the CPU (the exact answer the float32 passes round): {key: array}."""
+    saved = backend.default_dtype()
+    backend.set_default_dtype(np.float64)
+    try:
+        model.double()
+        y = model(np.asarray(x, np.float64))
+        dx = model.backward(np.asarray(backend.to_numpy(dy), np.float64))
+        out = {"output": y, "input gradient": dx}
+        out.update({f"gradient of {name!r}": p.grad for name, p in model.named_parameters()})
+        out.update({f"{name} after the pass": v for name, v in model.state_dict().items()})
+        return out
+    finally:
+        backend.set_default_dtype(saved)
+
+
+class Agreement:
+    """GPU float32 against CPU float32: norm-relative error < AGREEMENT_TOL. Where a quantity misses
+    that, the case may be ill-conditioned (a chain through batch norm over 3 samples, say, where
+    the CPU's own float32 answer is 5.7e-5 off the float64 one): then both are measured against the
+    float64 pass, and the GPU must be within max(AGREEMENT_TOL, 10 x the CPU's error) of it."""
+
+    def __init__(self, cpu_model, x, dy, what):
+        """`cpu_model`: an untouched copy of the CPU model as it was before the pass."""
+        self.model64, self.x, self.dy, self.what, self.exact = cpu_model, x, dy, what, None
+
+    def check(self, actual, expected, key):
+        err = relative_error(actual, expected)
+        if err < AGREEMENT_TOL:
+            return
+        if self.exact is None:
+            self.exact = float64_pass(self.model64, self.x, self.dy)
+        exact = self.exact[key]
+        cpu_err, gpu_err = relative_error(expected, exact), relative_error(actual, exact)
+        bound = max(AGREEMENT_TOL, 10 * cpu_err)
+        if not gpu_err < bound:
+            raise AssertionError(
+                f"{self.what}: {key}: relative error {err:.2e} against the CPU exceeds {AGREEMENT_TOL:.0e}; "
+                f"against float64 the GPU is {gpu_err:.2e} off, the CPU {cpu_err:.2e} (bound {bound:.2e})")
+
+
 def assert_same_pass(cpu_model, gpu_model, x, rng, what):
     """Run one pass of each model on the same input and dy (drawn from `rng`); compare every result."""
     backend.use("cpu")
+    model64 = copy.deepcopy(cpu_model)
     y = cpu_model(x)
     dy = upstream_gradient(y.shape, rng, y)
+    agreement = Agreement(model64, x, dy, what)
     dx = cpu_model.backward(dy)
     grads = {name: p.grad for name, p in cpu_model.named_parameters()}
     state = cpu_model.state_dict()
@@ -80,13 +124,13 @@ def assert_same_pass(cpu_model, gpu_model, x, rng, what):
     gy, gdx, ggrads, gstate = forward_backward(gpu_model, cupy.asarray(x), on_gpu_like(dy, dy))
     backend.use("cpu")
     assert isinstance(gy, cupy.ndarray), f"{what}: the GPU model returned {type(gy).__name__}"
-    assert_agrees(gy, y, f"{what}: output")
-    assert_agrees(gdx, dx, f"{what}: input gradient")
+    agreement.check(gy, y, "output")
+    agreement.check(gdx, dx, "input gradient")
     for name, grad in grads.items():
-        assert_agrees(ggrads[name], grad, f"{what}: gradient of {name!r}")
+        agreement.check(ggrads[name], grad, f"gradient of {name!r}")
     assert list(gstate) == list(state), f"{what}: state_dict keys differ between devices"
     for name, value in state.items():
-        assert_agrees(gstate[name], value, f"{what}: {name} after the pass")
+        agreement.check(gstate[name], value, f"{name} after the pass")
 
 
 def assert_gpu_matches_cpu(model, x, rng, what):
