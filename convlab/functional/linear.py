@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from .. import kernels
 from ..backend import get_array_module
+
+
+def _mm(a, b):
+    """a @ b; on the GPU through `kernels.matmul`, which a CUDA graph can record."""
+    if kernels.accepts(a, b):
+        return kernels.matmul(a, b)
+    return a @ b
 
 
 def column_sum(a):
     """Sum of a (M, C) matrix down its columns, as a BLAS matrix-vector product (several times
     faster than a strided reduction when C is small)."""
     xp = get_array_module(a)
-    return xp.ones(a.shape[0], dtype=a.dtype) @ a
+    return _mm(xp.ones(a.shape[0], dtype=a.dtype), a)
 
 
 _THIN = 4096
@@ -66,7 +74,7 @@ def tall_matmul(a, b, out):
 
 def linear(x, weight, bias=None):
     """x (N, in), weight (out, in), bias (out,) -> y (N, out)."""
-    y = x @ weight.T
+    y = _mm(x, weight.T)
     if bias is not None:
         y += bias
     return y, (x, weight, bias is not None)
@@ -75,8 +83,8 @@ def linear(x, weight, bias=None):
 def linear_backward(dy, cache):
     """Gradients (dx, dweight, dbias)."""
     x, weight, has_bias = cache
-    dx = dy @ weight
-    dw = dy.T @ x
+    dx = _mm(dy, weight)
+    dw = _mm(dy.T, x)
     db = column_sum(dy) if has_bias else None
     return dx, dw, db
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from .activation import add, relu, relu_backward
 from .augment import crop_flip
+from .blas import matmul
 from .build import KernelCache
 from .conv import col2im, conv2d, conv2d_backward, im2col
 from .loss import softmax_cross_entropy, softmax_cross_entropy_backward
@@ -73,6 +74,6 @@ __all__ = [
     "max_pool2d", "max_pool2d_backward",
     "batch_norm", "batch_norm_backward",
     "softmax_cross_entropy", "softmax_cross_entropy_backward",
-    "relu", "relu_backward", "add",
+    "relu", "relu_backward", "add", "matmul",
     "sgd_step_", "adam_step_", "zero_", "crop_flip", "channel_sums",
 ]

@@ -10,6 +10,7 @@ keeps the input, not the columns (kh·kw times larger); backward recomputes them
 
 from __future__ import annotations
 
+from .blas import matmul
 from .build import THREADS, KernelCache, i32, i64, kernel, register
 from .layout import element_strides
 from .reduce import channel_sums
@@ -204,9 +205,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     cols = _columns(x, weight.shape, pads, stride, dilation, (ho, wo), groups)  # (g, M, K)
     w_mats = _weight_matrices(weight, groups)  # (g, K, Og)
     if groups == 1:
-        y = cols[0] @ w_mats[0]  # (M, O)
+        y = matmul(cols[0], w_mats[0])  # (M, O)
     else:
-        y = cupy.ascontiguousarray(cupy.matmul(cols, w_mats).transpose(1, 0, 2)).reshape(m, o)  # (M, g·Og)
+        y = cupy.ascontiguousarray(matmul(cols, w_mats).transpose(1, 0, 2)).reshape(m, o)  # (M, g·Og)
     del cols
     if bias is not None:
         y += bias
@@ -229,14 +230,14 @@ def conv2d_backward(dy, cache):
     cols = _columns(x, weight.shape, pads, stride, dilation, (ho, wo), groups)  # (g, M, K)
     w_mats = _weight_matrices(weight, groups)  # (g, K, Og)
     if groups == 1:
-        dw = (cols[0].T @ dy_mat)[None]  # (1, K, O)
+        dw = matmul(cols[0].T, dy_mat)[None]  # (1, K, O)
         del cols
-        dcols = (dy_mat @ w_mats[0].T)[None]  # (1, M, K)
+        dcols = matmul(dy_mat, w_mats[0].T)[None]  # (1, M, K)
     else:
         dy_g = dy_mat.reshape(m, groups, og).transpose(1, 0, 2)  # (g, M, Og)
-        dw = cupy.matmul(cols.transpose(0, 2, 1), dy_g)  # (g, K, Og)
+        dw = matmul(cols.transpose(0, 2, 1), dy_g)  # (g, K, Og)
         del cols
-        dcols = cupy.matmul(dy_g, w_mats.transpose(0, 2, 1))  # (g, M, K)
+        dcols = matmul(dy_g, w_mats.transpose(0, 2, 1))  # (g, M, K)
     dw = dw.reshape(groups, kh, kw, cg, og).transpose(0, 4, 3, 1, 2).reshape(o, cg, kh, kw)
     if _columns_are_input(x, weight.shape, pads, stride, groups):
         dx = dcols[0].reshape(n, h, w, c)

@@ -272,3 +272,66 @@ def test_gpu_matches_pytorch_on_cuda(name, gpu, torch_cuda):
         assert_same_as_torch(case.model, case.twin(), cupy.asarray(case.x), rng,
                              f"{gpu}, seed {seed}, {case.what} on {case.x.shape}", device="cuda")
         backend.use("cpu")
+
+
+# -- a training step recorded as a CUDA graph ---------------------------------------------------
+def _small_net_and_data(seed):
+    from convlab import optim
+
+    backend.use("gpu")
+    backend.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.GlobalAvgPool2d(), nn.Linear(8, 5))
+    opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)
+    rng = np.random.default_rng(seed)
+    batches = [(cupy.asarray(normal(rng, (6, 3, 8, 8))), cupy.asarray(rng.integers(0, 5, 6))) for _ in range(8)]
+    return model, nn.CrossEntropyLoss(), opt, batches
+
+
+def test_captured_step_replays_what_eager_steps_compute_and_records_again_on_a_new_lr(gpu):
+    from convlab.train.graph import CapturedStep
+
+    def lr_for(i, opt):
+        if i == 6:
+            opt.lr = 0.01
+
+    # The captured run: two eager warm-up steps on batch 0, then replays of batches 2..7.
+    model, criterion, opt, batches = _small_net_and_data(0)
+    step = CapturedStep(model, criterion, opt, *batches[0], warmup=2)
+    assert step.captures == 1 and opt.step_count == 2
+    replayed = []
+    for i, (x, y) in enumerate(batches[2:], start=2):
+        lr_for(i, opt)
+        replayed.append(float(step(x, y)))
+    assert step.captures == 2, "a new learning rate must be recorded again"
+    assert opt.step_count == 8
+    # The same sequence, eagerly, from the same start.
+    ref, criterion, ref_opt, batches = _small_net_and_data(0)
+    want = []
+    for i, (x, y) in enumerate([batches[0], batches[0]] + batches[2:]):
+        lr_for(i, ref_opt)
+        loss = criterion(ref(x), y)
+        ref_opt.zero_grad()
+        ref.backward(criterion.backward())
+        ref_opt.step()
+        want.append(float(loss))
+    np.testing.assert_allclose(replayed, want[2:], rtol=2e-5)
+    assert len(set(np.round(replayed, 6))) == len(replayed), "every replay must train on its own batch"
+    got = model.state_dict()
+    for k, v in ref.state_dict().items():
+        np.testing.assert_allclose(cupy.asnumpy(got[k]), cupy.asnumpy(v), rtol=1e-4, atol=1e-6, err_msg=k)
+    backend.use("cpu")
+
+
+def test_captured_step_refuses_adam_unless_told_and_bad_shapes():
+    from convlab import optim
+    from convlab.train.graph import CapturedStep, CaptureError
+
+    model, criterion, _, batches = _small_net_and_data(1)
+    with pytest.raises(CaptureError, match="bias corrections change every step"):
+        CapturedStep(model, criterion, optim.Adam(model.parameters()), *batches[0])
+    step = CapturedStep(model, criterion, optim.SGD(model.parameters(), lr=0.1), *batches[0], warmup=1)
+    with pytest.raises(ValueError, match=r"x must have the recorded shape \(6, 3, 8, 8\)"):
+        step(batches[0][0][:3], batches[0][1])
+    backend.use("cpu")

@@ -89,6 +89,51 @@ def test_conv2d_forward_and_backward_match_the_functional_twin(x_shape, w_spec, 
         assert db is None
 
 
+@pytest.fixture
+def capturable_cublas(monkeypatch):
+    """Route products to the cuBLAS path a CUDA graph records (`kernels.blas`), as inside a
+    CapturedStep; under the CPU emulation of CUDA its cuBLAS call is the NumPy stand-in."""
+    from convlab.kernels import blas
+
+    if "cuda_on_cpu" in (getattr(cupy, "__file__", "") or ""):
+        from tests.kernels.test_blas import numpy_cublas
+
+        monkeypatch.setattr(blas, "gemm_call", numpy_cublas)
+        monkeypatch.setattr(blas, "prepare", lambda: None)
+    with blas.recording_graph():
+        assert blas.recording()
+        yield
+    assert not blas.recording()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape,w_spec,kw", CONV_CASES)
+def test_conv2d_and_linear_through_the_capturable_cublas_path_match_their_twins(
+        x_shape, w_spec, kw, dtype, capturable_cublas):
+    o, kh, kwid = w_spec
+    groups = kw.get("groups", 1)
+    x = draw(x_shape, dtype, 1)
+    w = draw((o, x_shape[1] // groups, kh, kwid), dtype, 2)
+    b = draw((o,), dtype, 3)
+    y_ref, cache_ref = F.conv2d(x, w, b, **kw)
+    dy = draw(y_ref.shape, dtype, 4)
+    dx_ref, dw_ref, db_ref = F.conv2d_backward(dy, cache_ref)
+    y, cache = kernels.conv2d(on_gpu(x, "channels_last"), cupy.asarray(w), cupy.asarray(b), **kw)
+    close(y, y_ref, dtype)
+    dx, dw, db = kernels.conv2d_backward(on_gpu(dy, "nchw"), cache)
+    close(dx, dx_ref, dtype)
+    close(dw, dw_ref, dtype, factor=5)
+    close(db, db_ref, dtype, factor=5)
+    # A dense layer on the flattened output, as a classifier head runs it.
+    flat, lw, lb = y_ref.reshape(len(y_ref), -1), draw((5, y_ref[0].size), dtype, 5), draw((5,), dtype, 6)
+    ly_ref, lcache_ref = F.linear(flat, lw, lb)
+    ldy = draw(ly_ref.shape, dtype, 7)
+    ly, lcache = F.linear(cupy.asarray(flat), cupy.asarray(lw), cupy.asarray(lb))
+    close(ly, ly_ref, dtype)
+    for got, want in zip(F.linear_backward(cupy.asarray(ldy), lcache), F.linear_backward(ldy, lcache_ref)):
+        close(got, want, dtype, factor=5)
+
+
 def test_conv2d_backward_accepts_a_gradient_in_any_layout():
     x, w = draw((2, 4, 6, 6), np.float64, 1), draw((3, 4, 3, 3), np.float64, 2)
     y_ref, cache_ref = F.conv2d(x, w, None, padding=1)
@@ -312,6 +357,49 @@ def test_fused_adam_matches_convlab_optim_adam_and_adamw(dtype, decoupled):
                     lambda w, g, s, t: kernels.adam_step_(w, g, s, step=t, decoupled=decoupled, **kw), dtype)
     for a, b in zip(ref, gpu):
         close(b.data, a.data, dtype, factor=50)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+def test_optimizers_use_the_fused_step_on_the_gpu_and_match_the_cpu(name, monkeypatch):
+    import convlab.optim as optim
+
+    kw = dict(SGD=dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-2),
+              Adam=dict(lr=1e-2, weight_decay=0.05), AdamW=dict(lr=1e-2, weight_decay=0.05))[name]
+    launches = {"step": 0, "zero": 0}
+    fused_name = "sgd_step_" if name == "SGD" else "adam_step_"
+    real_step, real_zero = getattr(kernels, fused_name), kernels.zero_
+
+    def count(key, fn):
+        def wrapper(*args, **kwargs):
+            launches[key] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(kernels, fused_name, count("step", real_step))
+    monkeypatch.setattr(kernels, "zero_", count("zero", real_zero))
+    ref, gpu = _parameters(np.float32), _parameters(np.float32)
+    for p in gpu:
+        p.data = cupy.asarray(p.data)
+    opt_ref, opt_gpu = getattr(optim, name)(ref, **kw), getattr(optim, name)(gpu, **kw)
+    for step in range(1, 4):
+        if step > 1:  # gradients accumulate into zeroed buffers, as in a training loop
+            opt_ref.zero_grad()
+            opt_gpu.zero_grad()
+        for i, (a, b) in enumerate(zip(ref, gpu)):
+            g = draw(a.shape, np.float32, 100 * step + i)
+            if a.grad is None:
+                a.grad, b.grad = g.copy(), cupy.asarray(g)
+            else:
+                a.grad += g
+                b.grad += cupy.asarray(g)
+        opt_ref.step()
+        opt_gpu.step()
+    assert launches == {"step": 3, "zero": 2}, launches
+    for a, b in zip(ref, gpu):
+        close(b.data, a.data, np.float32, factor=50)
+    assert all(float(abs(p.grad).sum()) > 0 for p in gpu)
+    opt_gpu.zero_grad()
+    assert all(float(abs(p.grad).sum()) == 0 for p in gpu)
 
 
 def test_zero_clears_every_array_and_nothing_else():
