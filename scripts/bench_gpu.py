@@ -12,6 +12,11 @@ parameter count and the same eval-mode outputs (checked on the CPU in every run)
     python3 scripts/bench_gpu.py                 # the full run (needs a GPU)
     python3 scripts/bench_gpu.py --dry-run       # one step per row on the CPU (NumPy), to test the harness
 
+convlab also runs the step recorded once as a CUDA graph and replayed (`CapturedStep`, the
+"graph" columns; `--no-graph` skips them): no Python between kernels, as PyTorch's own
+torch.cuda.graphs would give it, which this benchmark does not use for PyTorch (eager, as the
+issue asks).
+
 The table goes to stdout and, with `--out DIR` (default: $OUT when set), to DIR/bench_gpu.txt
 and DIR/bench_gpu.json.
 """
@@ -187,7 +192,23 @@ def child_convlab(name, batch, args):
         steps, secs, loss = _timed(step, sync, lambda v: float(v) if v is not None else None, args.seconds,
                                    0 if args.dry_run else args.warmup, 1 if args.dry_run else 10**9)
         results[label] = {"images_per_s": steps * batch / secs, "steps": steps, "seconds": secs, "loss": loss}
-    return {"params": model.num_parameters(), "results": results, "device": device,
+    graph_error = None
+    if device == "gpu" and not args.no_graph:
+        # The same step recorded once as a CUDA graph (convlab.train.graph.CapturedStep) and replayed.
+        from convlab.train.graph import CapturedStep
+
+        for label, tf32 in (("graph fp32", False), ("graph tf32", True)):
+            kernels.set_tf32(tf32)
+            try:
+                captured = CapturedStep(model, criterion, opt, x, labels, warmup=2)
+            except Exception as exc:  # reported in the row; the eager figures stand
+                graph_error = f"{type(exc).__name__}: {exc}"
+                break
+            steps, secs, loss = _timed(captured.replay, sync, lambda v: float(v) if v is not None else None,
+                                       args.seconds, args.warmup, 10**9)
+            results[label] = {"images_per_s": steps * batch / secs, "steps": steps, "seconds": secs, "loss": loss}
+            peak["reserved"] = max(peak["reserved"], pool.total_bytes())
+    return {"graph_error": graph_error, "params": model.num_parameters(), "results": results, "device": device,
             "fast_paths": bool(kernels.enabled()) and device == "gpu",
             "peak_reserved_mib": peak["reserved"] / 2**20, "peak_used_mib": peak["used"] / 2**20}
 
@@ -256,6 +277,7 @@ def run_case(framework, name, batch, args, time_left=None):
     cmd = [sys.executable, os.path.abspath(__file__), "--child", framework, name, str(batch),
            "--seconds", str(args.seconds), "--warmup", str(args.warmup)]
     cmd += ["--dry-run"] if args.dry_run else []
+    cmd += ["--no-graph"] if args.no_graph else []
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     limit = args.case_timeout if time_left is None else min(args.case_timeout, time_left)
     try:
@@ -276,6 +298,10 @@ def _rate(row, phase):
     return None if r is None else r["images_per_s"]
 
 
+def _ratio(ours, theirs):
+    return ours / theirs if ours and theirs else None
+
+
 def _fmt(v, spec=",.0f"):
     return "-" if v is None else format(v, spec)
 
@@ -285,28 +311,33 @@ def table(rows, dry_run=False):
     by_case = OrderedDict()
     for row in rows:
         by_case.setdefault((row["model"], row["batch"]), {})[row["framework"]] = row
-    head = ["model", "batch", "convlab fp32", "convlab tf32", "torch fp32", "torch default",
-            "ratio fp32", "ratio tf32", f"≥{TARGET_RATIO}", "convlab MiB", "torch MiB", "params"]
+    head = ["model", "batch", "convlab fp32", "convlab tf32", "graph fp32", "graph tf32", "torch fp32",
+            "torch default", "eager ratio fp32", "eager ratio tf32", "graph ratio fp32", "graph ratio tf32",
+            f"≥{TARGET_RATIO}", "convlab MiB", "torch MiB", "params"]
     lines = []
     for (name, batch), pair in by_case.items():
         ours, theirs = pair.get("convlab", {}), pair.get("torch", {})
         c32, ctf = _rate(ours, "fp32"), _rate(ours, "tf32")
+        g32, gtf = _rate(ours, "graph fp32"), _rate(ours, "graph tf32")
         t32, tdef = _rate(theirs, "fp32"), _rate(theirs, "default")
-        r32 = c32 / t32 if c32 and t32 else None
-        rtf = ctf / tdef if ctf and tdef else (c32 / tdef if c32 and tdef else None)
-        best = max([r for r in (r32, rtf) if r is not None], default=None)
+        ratios = [_ratio(c32, t32), _ratio(ctf, tdef), _ratio(g32, t32), _ratio(gtf, tdef)]
+        best = max([r for r in ratios if r is not None], default=None)
         params = ours.get("params"), theirs.get("params")
         verdict = "-" if best is None or dry_run else ("yes" if best >= TARGET_RATIO else "NO")
         counts = "/".join(map(str, params)) if None not in params else str(params[0] or params[1] or "-")
-        lines.append([name, str(batch), _fmt(c32), _fmt(ctf), _fmt(t32), _fmt(tdef), _fmt(r32, ".2f"),
-                      _fmt(rtf, ".2f"), verdict, _fmt(ours.get("peak_reserved_mib") or None),
-                      _fmt(theirs.get("peak_reserved_mib")), counts])
+        lines.append([name, str(batch), _fmt(c32), _fmt(ctf), _fmt(g32), _fmt(gtf), _fmt(t32), _fmt(tdef)]
+                     + [_fmt(r, ".2f") for r in ratios]
+                     + [verdict, _fmt(ours.get("peak_reserved_mib") or None), _fmt(theirs.get("peak_reserved_mib")),
+                        counts])
     widths = [max(len(str(r[i])) for r in [head] + lines) for i in range(len(head))]
     fmt = lambda r: "  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
     out = [fmt(head), "  ".join("-" * w for w in widths)] + [fmt([str(c) for c in r]) for r in lines]
     errors = [f"  {r['framework']} {r['model']} b{r['batch']}: {r['error']}" for r in rows if "error" in r]
-    notes = ["images/s of whole training steps; ratio = convlab / torch (tf32: convlab TF32 GEMMs vs "
-             "torch defaults); MiB = peak memory-pool size (CuPy pool / torch reserved)."]
+    errors += [f"  convlab {r['model']} b{r['batch']} CUDA graph: {r['graph_error']}" for r in rows
+               if r.get("graph_error")]
+    notes = ["images/s of whole training steps; ratio = convlab / torch eager (fp32: both strict float32; "
+             "tf32: convlab TF32 GEMMs vs torch defaults); graph = convlab's step recorded once as a CUDA graph "
+             "(CapturedStep) and replayed; MiB = peak memory-pool size (CuPy pool / torch reserved)."]
     return "\n".join(out + ([""] + ["errors:"] + errors if errors else []) + notes)
 
 
@@ -315,6 +346,7 @@ def main(argv=None):
     ap.add_argument("--dry-run", action="store_true", help="one step per row on the CPU with NumPy")
     ap.add_argument("--seconds", type=float, default=4.0, help="timed seconds per phase (default 4)")
     ap.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
+    ap.add_argument("--no-graph", action="store_true", help="skip convlab's CUDA-graph phases")
     ap.add_argument("--case-timeout", type=float, default=150.0, help="limit per child process, s")
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds for the whole run: rows that would start after it are skipped")

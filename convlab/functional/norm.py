@@ -64,9 +64,8 @@ def batch_norm(x, weight, bias, running_mean, running_var, training=True, moment
     to batch_norm_backward.
     """
     if kernels.accepts(x):
-        y, cache = kernels.batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps,
-                                      num_batches_tracked)
-        return (kernels.relu(y)[0] if relu else y), cache
+        return kernels.batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                                  num_batches_tracked, relu=relu)
     xp = get_array_module(x)
     xr, back = _rows(x)
     m, c = xr.shape

@@ -60,12 +60,13 @@ extern "C" __global__ void bn_eval_inv_std(const real_t* __restrict__ running_va
     if (c < channels) inv_std[c] = (real_t)(1.0 / sqrt((double)running_var[c] + eps));
 }
 
-// x_hat = (x - mean) * inv_std and y = x_hat * weight + bias, in x's own layout.
+// x_hat = (x - mean) * inv_std and y = x_hat * weight + bias (then max(y, 0) when relu != 0),
+// in x's own layout.
 extern "C" __global__ void bn_forward_apply(
     const real_t* __restrict__ x, const real_t* __restrict__ mean, const real_t* __restrict__ inv_std,
     const real_t* __restrict__ weight, const real_t* __restrict__ bias,
     real_t* __restrict__ x_hat, real_t* __restrict__ y,
-    long long total, int channels, long long inner, int has_weight, int has_bias)
+    long long total, int channels, long long inner, int has_weight, int has_bias, int relu)
 {
     for (long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x; e < total;
          e += (long long)gridDim.x * blockDim.x) {
@@ -74,6 +75,7 @@ extern "C" __global__ void bn_forward_apply(
         x_hat[e] = xh;
         real_t v = has_weight ? xh * weight[c] : xh;
         if (has_bias) v = v + bias[c];
+        if (relu && v < (real_t)0) v = (real_t)0;  // NaN stays NaN, as in max(y, 0)
         y[e] = v;
     }
 }
@@ -122,8 +124,9 @@ def _check(x, weight, bias, running_mean, running_var):
 
 
 def batch_norm(x, weight, bias, running_mean, running_var, training=True, momentum=0.1, eps=1e-5,
-               num_batches_tracked=0):
-    """Normalise x per channel (the CUDA twin of `functional.batch_norm`); returns (y, cache)."""
+               num_batches_tracked=0, relu=False):
+    """Normalise x per channel (the CUDA twin of `functional.batch_norm`); returns (y, cache).
+    relu=True applies max(y, 0) in the same pass (the twin's fused ReLU)."""
     import cupy
 
     _check(x, weight, bias, running_mean, running_var)
@@ -156,7 +159,8 @@ def batch_norm(x, weight, bias, running_mean, running_var, training=True, moment
     kernel("batch_norm", "bn_forward_apply", x.dtype)(
         (blocks_for(x.size),), (THREADS,),
         (x, mean, inv_std, mean if weight is None else weight, mean if bias is None else bias, x_hat, y,
-         i64(x.size), i32(c), i64(channel_inner(x)), i32(weight is not None), i32(bias is not None)))
+         i64(x.size), i32(c), i64(channel_inner(x)), i32(weight is not None), i32(bias is not None),
+         i32(bool(relu))))
     return y, KernelCache((x_hat, inv_std, weight, training, bias is not None))
 
 

@@ -53,6 +53,12 @@ class CapturedStep:
         if not isinstance(x, cupy.ndarray) or not isinstance(y, cupy.ndarray):
             raise CaptureError(f"CapturedStep: x and y must be CuPy arrays, got {type(x).__name__} and "
                                f"{type(y).__name__}")
+        from .. import kernels
+
+        if not kernels.enabled():
+            raise CaptureError("CapturedStep needs convlab's CUDA fast paths, which are off; "
+                               "call convlab.kernels.enable(True) (their matrix products are the ones a "
+                               "graph can record)")
         if hasattr(optimizer, "betas") and not allow_recapture_every_step:
             raise CaptureError(
                 f"CapturedStep: {type(optimizer).__name__}'s bias corrections change every step, so its "

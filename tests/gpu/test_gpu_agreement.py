@@ -289,7 +289,20 @@ def _small_net_and_data(seed):
     return model, nn.CrossEntropyLoss(), opt, batches
 
 
-def test_captured_step_replays_what_eager_steps_compute_and_records_again_on_a_new_lr(gpu):
+@pytest.fixture
+def fast_paths():
+    from convlab import kernels
+
+    was_enabled, was_tf32 = kernels.enabled(), kernels.tf32_enabled()
+    kernels.enable(True)
+    kernels.set_tf32(False)
+    yield
+    kernels.enable(was_enabled)
+    kernels.set_tf32(was_tf32)
+    backend.use("cpu")
+
+
+def test_captured_step_replays_what_eager_steps_compute_and_records_again_on_a_new_lr(fast_paths):
     from convlab.train.graph import CapturedStep
 
     def lr_for(i, opt):
@@ -324,8 +337,8 @@ def test_captured_step_replays_what_eager_steps_compute_and_records_again_on_a_n
     backend.use("cpu")
 
 
-def test_captured_step_refuses_adam_unless_told_and_bad_shapes():
-    from convlab import optim
+def test_captured_step_refuses_adam_unless_told_bad_shapes_and_the_functional_path(fast_paths):
+    from convlab import kernels, optim
     from convlab.train.graph import CapturedStep, CaptureError
 
     model, criterion, _, batches = _small_net_and_data(1)
@@ -334,4 +347,6 @@ def test_captured_step_refuses_adam_unless_told_and_bad_shapes():
     step = CapturedStep(model, criterion, optim.SGD(model.parameters(), lr=0.1), *batches[0], warmup=1)
     with pytest.raises(ValueError, match=r"x must have the recorded shape \(6, 3, 8, 8\)"):
         step(batches[0][0][:3], batches[0][1])
-    backend.use("cpu")
+    kernels.enable(False)
+    with pytest.raises(CaptureError, match="needs convlab's CUDA fast paths"):
+        CapturedStep(model, criterion, optim.SGD(model.parameters(), lr=0.1), *batches[0])

@@ -234,6 +234,26 @@ def test_batch_norm_forward_backward_and_running_stats_match_the_twin(dtype, lay
         assert dw is None and db is None
 
 
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_batch_norm_with_a_fused_relu_matches_the_twin(layout):
+    shape = (4, 6, 5, 3)
+    x, w, b = draw(shape, np.float64, 1), draw((6,), np.float64, 2), draw((6,), np.float64, 3)
+    x[0, 0, 0, 0] = np.nan  # max(nan, 0) stays nan in both
+    rm, rv = np.zeros(6), np.ones(6)
+    y_ref, cache_ref = F.batch_norm(x, w, b, rm.copy(), rv.copy(), training=False, relu=True)
+    dy = draw(shape, np.float64, 4)
+    dx_ref, dw_ref, db_ref = F.batch_norm_backward(dy, cache_ref, relu_out=y_ref)
+    y, cache = F.batch_norm(on_gpu(x, layout), cupy.asarray(w), cupy.asarray(b), cupy.asarray(rm),
+                            cupy.asarray(rv), training=False, relu=True)
+    assert (y_ref < 0).sum() == 0 and (y_ref == 0).sum() > 10
+    np.testing.assert_array_equal(np.isnan(cupy.asnumpy(y)), np.isnan(y_ref))
+    close(np.nan_to_num(cupy.asnumpy(y)), np.nan_to_num(y_ref), np.float64)
+    dx, dw, db = F.batch_norm_backward(on_gpu(dy, layout), cache, relu_out=y)
+    # (at the nan input the evaluation-mode dx is nan on the GPU, -0 on the CPU: x̂·0 there)
+    close(np.nan_to_num(cupy.asnumpy(dx)), np.nan_to_num(dx_ref), np.float64)
+    close(db, db_ref, np.float64)
+
+
 def test_batch_norm_cumulative_average_and_1d_inputs_match_the_twin():
     x = draw((16, 9), np.float64, 1)
     rm, rv = np.zeros(9), np.ones(9)

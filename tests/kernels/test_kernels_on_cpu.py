@@ -18,7 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 SUBSET = " or ".join([
     "(conv2d_forward_and_backward and float64 and True)",
     "conv2d_backward_accepts", "im2col_and_col2im", "max_pool2d", "(batch_norm and float64)",
-    "batch_norm_cumulative", "batch_norm_variance", "batch_norm_refuses", "channel_sums",
+    "batch_norm_cumulative", "batch_norm_with_a_fused_relu", "batch_norm_variance", "batch_norm_refuses",
+    "channel_sums",
     "softmax_cross_entropy", "relu", "fused_sgd", "fused_adam", "optimizers_use_the_fused", "zero_clears",
     "crop_flip", "never_waits", "capturable_cublas_path",
     "every_forward_returns",
