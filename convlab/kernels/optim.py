@@ -3,7 +3,8 @@
 The arrays of a step are described to the kernel by device tables of pointers, sizes and chunks
 (4096 elements each; block b handles chunk b). A table is built on the host once and reused while
 the same arrays come back (the usual case: parameters, gradients and optimiser buffers live for
-the whole run), so a step is one launch and no host-device traffic. The update rules are
+the whole run), so a step is one launch (two with the `store_hyper` that writes the learning rate
+to the device) and no host-device traffic. The update rules are
 `convlab.optim`'s (PyTorch's), which are the reference the tests compare with; the optimiser's
 per-parameter state dicts are used as they are ("momentum_buffer", "exp_avg", "exp_avg_sq").
 """
@@ -31,13 +32,21 @@ __device__ __forceinline__ void chunk_range(const int* chunk_tensor, const long 
     end = min(begin + CHUNK, sizes[t]);
 }
 
+// The learning rate (and Adam's bias corrections) come from device memory, hyper[], written by
+// store_hyper just before: a recorded CUDA graph then replays with the values of each step.
+
+extern "C" __global__ void store_hyper(double* hyper, double a, double b, double c)
+{
+    if (threadIdx.x == 0) { hyper[0] = a; hyper[1] = b; hyper[2] = c; }
+}
+
 // w <- w - lr * d with d = g + weight_decay * w, momentum buffer b <- momentum * b + d
 // (b <- d where fresh[t] != 0) and d <- b, or d <- d + momentum * b with Nesterov.
 extern "C" __global__ void sgd_update(
     const unsigned long long* __restrict__ weights, const unsigned long long* __restrict__ grads,
     const unsigned long long* __restrict__ buffers, const int* __restrict__ fresh,
     const long long* __restrict__ sizes, const int* __restrict__ chunk_tensor,
-    double lr, double momentum, double weight_decay, int nesterov)
+    const double* __restrict__ hyper, double momentum, double weight_decay, int nesterov)
 {
     int t;
     long long begin, end;
@@ -46,7 +55,7 @@ extern "C" __global__ void sgd_update(
     const real_t* g = (const real_t*)grads[t];
     real_t* buf = momentum != 0.0 ? (real_t*)buffers[t] : (real_t*)0;
     const bool first = momentum != 0.0 && fresh[t] != 0;
-    const real_t lr_ = (real_t)lr, m = (real_t)momentum, wd = (real_t)weight_decay;
+    const real_t lr_ = (real_t)hyper[0], m = (real_t)momentum, wd = (real_t)weight_decay;
     for (long long e = begin + threadIdx.x; e < end; e += blockDim.x) {
         real_t d = g[e];
         if (weight_decay != 0.0) d = w[e] * wd + d;
@@ -60,14 +69,15 @@ extern "C" __global__ void sgd_update(
 }
 
 // Adam (decoupled == 0: L2 added to the gradient) or AdamW (decoupled: w <- w (1 - lr wd) first);
-// bias_correction1 = 1 - beta1^t, bias_correction2_sqrt = sqrt(1 - beta2^t).
+// hyper = (lr, bias_correction1 = 1 - beta1^t, bias_correction2_sqrt = sqrt(1 - beta2^t)).
 extern "C" __global__ void adam_update(
     const unsigned long long* __restrict__ weights, const unsigned long long* __restrict__ grads,
     const unsigned long long* __restrict__ exp_avgs, const unsigned long long* __restrict__ exp_avg_sqs,
     const long long* __restrict__ sizes, const int* __restrict__ chunk_tensor,
-    double lr, double beta1, double beta2, double eps, double weight_decay, int decoupled,
-    double bias_correction1, double bias_correction2_sqrt)
+    const double* __restrict__ hyper, double beta1, double beta2, double eps, double weight_decay,
+    int decoupled)
 {
+    const double lr = hyper[0], bias_correction1 = hyper[1], bias_correction2_sqrt = hyper[2];
     int t;
     long long begin, end;
     chunk_range(chunk_tensor, sizes, t, begin, end);
@@ -102,7 +112,7 @@ extern "C" __global__ void zero_arrays(const unsigned long long* __restrict__ ar
     real_t* a = (real_t*)arrays[t];
     for (long long e = begin + threadIdx.x; e < end; e += blockDim.x) a[e] = (real_t)0;
 }
-""", ("sgd_update", "adam_update", "zero_arrays"))
+""", ("store_hyper", "sgd_update", "adam_update", "zero_arrays"))
 
 
 def _table(columns, fresh=None):
@@ -156,11 +166,38 @@ def _by_dtype(*columns):
     return [(dtype, [list(col) for col in zip(*rows)]) for dtype, rows in groups.items()]
 
 
-def sgd_step_(weights, grads, states, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+def hyper_buffer():
+    """A device array for the values `store_hyper` writes (float64, room for three)."""
+    import cupy
+
+    return cupy.zeros(4, dtype=np.float64)
+
+
+def store_hyper(hyper, *values):
+    """Write up to three float64 values into `hyper` on the current stream (one tiny launch)."""
+    a, b, c = (tuple(float(v) for v in values) + (0.0, 0.0, 0.0))[:3]
+    kernel("optim", "store_hyper", np.float32)((1,), (32,), (hyper, f64(a), f64(b), f64(c)))
+
+
+def _hyper(hyper, store, *values):
+    """The device array the update kernel reads its learning rate from: `hyper` (written first
+    unless store=False, as while a graph is recorded) or a fresh one."""
+    if hyper is None:
+        hyper = hyper_buffer()
+        store = True
+    if store:
+        store_hyper(hyper, *values)
+    return hyper
+
+
+def sgd_step_(weights, grads, states, lr, momentum=0.0, nesterov=False, weight_decay=0.0, hyper=None,
+              store=True):
     """One SGD step over every (weight, grad, state) in one launch per dtype, in place.
 
     `states` are the optimiser's per-parameter dicts; a missing "momentum_buffer" is created and
-    set to the first direction, as `convlab.optim.SGD` does.
+    set to the first direction, as `convlab.optim.SGD` does. The kernel reads `lr` from device
+    memory: `hyper` (from `hyper_buffer`), where `lr` is stored first unless store=False (a CUDA
+    graph being recorded: whoever replays it stores the step's value before each launch).
     """
     import cupy
 
@@ -174,17 +211,25 @@ def sgd_step_(weights, grads, states, lr, momentum=0.0, nesterov=False, weight_d
         if momentum and buf is None:
             buf = s["momentum_buffer"] = cupy.empty_like(w)
         buffers.append(buf if buf is not None else w)
+    hyper = _hyper(hyper, store, lr)
     for dtype, (ws, gs, bs, fr) in _by_dtype(weights, grads, buffers, fresh):
         (wp, gp, bp), fresh_dev, sizes, chunks, count = _table((ws, gs, bs), fr)
         kernel("optim", "sgd_update", dtype)(
             (count,), (256,),
-            (wp, gp, bp, fresh_dev, sizes, chunks, f64(lr), f64(momentum), f64(weight_decay),
+            (wp, gp, bp, fresh_dev, sizes, chunks, hyper, f64(momentum), f64(weight_decay),
              i32(bool(nesterov))))
 
 
-def adam_step_(weights, grads, states, lr, betas, eps, weight_decay, step, decoupled=False):
+def adam_hyper(lr, betas, step):
+    """The values Adam's kernel reads from device memory: lr and the two bias corrections."""
+    return lr, 1 - betas[0] ** step, float(np.sqrt(1 - betas[1] ** step))
+
+
+def adam_step_(weights, grads, states, lr, betas, eps, weight_decay, step, decoupled=False, hyper=None,
+               store=True):
     """One Adam (or AdamW, `decoupled=True`) step over every parameter, in place; `step` is the
-    1-based step count. Missing "exp_avg" / "exp_avg_sq" states are created as zeros."""
+    1-based step count. Missing "exp_avg" / "exp_avg_sq" states are created as zeros. `hyper` and
+    `store` as in `sgd_step_`; the stored values are `adam_hyper(lr, betas, step)`."""
     import cupy
 
     _check_weights("adam_step_", weights, grads)
@@ -197,12 +242,13 @@ def adam_step_(weights, grads, states, lr, betas, eps, weight_decay, step, decou
         avgs.append(s["exp_avg"])
         sqs.append(s["exp_avg_sq"])
     beta1, beta2 = betas
+    hyper = _hyper(hyper, store, *adam_hyper(lr, betas, step))
     for dtype, (ws, gs, ms, vs) in _by_dtype(weights, grads, avgs, sqs):
         (wp, gp, mp, vp), _, sizes, chunks, count = _table((ws, gs, ms, vs))
         kernel("optim", "adam_update", dtype)(
             (count,), (256,),
-            (wp, gp, mp, vp, sizes, chunks, f64(lr), f64(beta1), f64(beta2), f64(eps), f64(weight_decay),
-             i32(bool(decoupled)), f64(1 - beta1 ** step), f64(np.sqrt(1 - beta2 ** step))))
+            (wp, gp, mp, vp, sizes, chunks, hyper, f64(beta1), f64(beta2), f64(eps), f64(weight_decay),
+             i32(bool(decoupled))))
 
 
 def zero_(arrays):

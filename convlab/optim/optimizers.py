@@ -67,6 +67,8 @@ class Optimizer:
         _check_non_negative(type(self).__name__, lr=lr)
         self.lr = float(lr)
         self.step_count = 0
+        self.fused = False  # whether the last step ran as one fused GPU launch
+        self._hyper = None  # its device array of per-step values (see store_device_hyperparameters)
         # One dict per parameter, in parameter order: named arrays (momentum buffers, moments).
         self.state: list[dict] = [{} for _ in self.params]
 
@@ -82,16 +84,32 @@ class Optimizer:
         if not live:
             return
         weights, grads = [p.data for p, _ in live], [p.grad for p, _ in live]
-        if _fusable(weights, grads):
-            self._fused_update(weights, grads, [state for _, state in live])
+        self.fused = _fusable(weights, grads)
+        if self.fused:
+            if self._hyper is None or self._hyper.device != weights[0].device:
+                self._hyper = kernels.optim.hyper_buffer()
+            # While a CUDA graph records this step, the values are stored before each replay
+            # (store_device_hyperparameters), not baked into the recording.
+            self._fused_update(weights, grads, [state for _, state in live], store=not kernels.blas.recording())
             return
         for p, state in live:
             self._update(p.data, p.grad, state)
 
+    def device_hyperparameters(self):
+        """The values the fused kernel reads from device memory this step (the step count
+        already advanced): the learning rate, and Adam's bias corrections."""
+        return (self.lr,)
+
+    def store_device_hyperparameters(self):
+        """Write `device_hyperparameters()` to the device, on the current stream: what a
+        replayed CUDA graph of a step (convlab.train.graph) does before each launch."""
+        if self._hyper is not None:
+            kernels.optim.store_hyper(self._hyper, *self.device_hyperparameters())
+
     def _update(self, w, g, state):
         raise NotImplementedError
 
-    def _fused_update(self, weights, grads, states):
+    def _fused_update(self, weights, grads, states, store):
         """The same update for all parameters at once, on the GPU (see the module docstring)."""
         raise NotImplementedError
 
@@ -200,9 +218,9 @@ class SGD(Optimizer):
         xp.multiply(d, self.lr, out=s)
         w -= s
 
-    def _fused_update(self, weights, grads, states):
+    def _fused_update(self, weights, grads, states, store):
         kernels.sgd_step_(weights, grads, states, self.lr, momentum=self.momentum, nesterov=self.nesterov,
-                          weight_decay=self.weight_decay)
+                          weight_decay=self.weight_decay, hyper=self._hyper, store=store)
 
 
 class Adam(Optimizer):
@@ -259,9 +277,12 @@ class Adam(Optimizer):
         s *= step_size
         w -= s
 
-    def _fused_update(self, weights, grads, states):
+    def _fused_update(self, weights, grads, states, store):
         kernels.adam_step_(weights, grads, states, self.lr, self.betas, self.eps, self.weight_decay,
-                           step=self.step_count, decoupled=self._decoupled)
+                           step=self.step_count, decoupled=self._decoupled, hyper=self._hyper, store=store)
+
+    def device_hyperparameters(self):
+        return kernels.optim.adam_hyper(self.lr, self.betas, self.step_count)
 
 
 class AdamW(Adam):

@@ -2,27 +2,29 @@
 
 On the GPU a small convnet's eager step is bound by the host: each of its hundreds of kernels costs
 a few microseconds of Python and launch overhead, more than the kernel itself at batch 128. A
-`CapturedStep` runs the step (forward, loss, backward, optimiser step) eagerly a few times, then
-records it on its own CUDA stream (CuPy's stream capture) and replays the recording:
+`CapturedStep` runs the step (forward, loss, backward, optimiser step) eagerly, then records it on
+its own CUDA stream (CuPy's stream capture) and replays the recording:
 
     step = CapturedStep(model, criterion, optimizer, x_example, y_example)
-    for x, y in batches:              # every batch of the example's shape and dtype
+    for x, y in batches:              # every batch of the example's shape
         loss = step(x, y)             # a device scalar; float(loss) waits for the step
+        schedule.step()               # learning-rate changes reach the next replay
 
 What a recording fixes, and how this class keeps it honest:
 - The arrays. Inputs are copied into the step's own buffers; parameters, gradients, optimiser
-  buffers and BN statistics are updated in place. Before each replay the parameter, gradient and
-  buffer arrays are compared (by address) with those at capture: if one was replaced
-  (`load_state_dict`, `model.to`, a new optimiser state), the step is recorded again.
-- The hyper-parameters. Kernel arguments (the learning rate, momentum, weight decay, Adam's
-  bias corrections) are part of the recording, so the step is recorded again whenever they
-  change: once per change of a per-epoch LR schedule; Adam's bias corrections change every step
-  until they round to 1 in float64, so Adam is recorded for every step (correct, but slower than
-  eager) and is refused unless `allow_recapture_every_step=True`.
+  buffers and BN statistics are updated in place. Before each replay their addresses are compared
+  with those at capture: if one was replaced (`load_state_dict`, `model.to`, a new optimiser
+  state), the step is recorded again.
+- The hyper-parameters. The fused optimiser kernels read the learning rate (and Adam's bias
+  corrections) from device memory, which `replay` writes before each launch, so LR schedules and
+  Adam's step count need no new recording. The others (momentum, weight decay, betas, ...) are
+  part of the recording: a change records the step again.
 - The memory. The step allocates from CuPy's pool on its own stream, whose free blocks no other
   stream is handed, so what the recording uses between replays stays its own.
 - The matrix products. CuPy will not call cuBLAS during a capture, so while recording they go to
   cuBLAS directly (`convlab.kernels.blas`).
+- No host synchronisation may happen inside the step (a BN layer with momentum=None reads its
+  batch count on the host, for one): recording then fails with a `CaptureError`.
 """
 
 from __future__ import annotations
@@ -35,55 +37,64 @@ class CaptureError(RuntimeError):
     """The step cannot be recorded as a CUDA graph (no GPU, a host sync inside it, ...)."""
 
 
-def _hyperparameters(optimizer):
-    values = {name: getattr(optimizer, name) for name in optimizer.hyperparameters}
-    if hasattr(optimizer, "betas"):  # Adam's step size depends on the step count
-        values["step_count"] = optimizer.step_count + 1
+def _recorded_hyperparameters(optimizer):
+    """The optimiser's values that a recording fixes (the device-stored ones are left out)."""
+    values = {name: getattr(optimizer, name) for name in optimizer.hyperparameters if name != "lr"}
+    if not optimizer.fused:  # the per-parameter updates take the learning rate as an argument
+        values["lr"] = optimizer.lr
+        values["device_hyperparameters"] = optimizer.device_hyperparameters()
     return values
 
 
 class CapturedStep:
-    """One training step of `model` recorded as a CUDA graph and replayed (see the module doc)."""
+    """One training step of `model` recorded as a CUDA graph and replayed (see the module doc).
 
-    def __init__(self, model, criterion, optimizer, x, y, warmup=3, allow_recapture_every_step=False):
+    `warmup` eager steps on (x, y) come first (at least one in which every parameter already has
+    a gradient, so the optimiser's device tables exist before recording; more are run if needed).
+    After construction `loss` and `logits` are those of the last eager step; each replay
+    overwrites them in place.
+    """
+
+    def __init__(self, model, criterion, optimizer, x, y, warmup=2):
         if not backend.gpu_available():
             raise CaptureError("CapturedStep needs a CUDA GPU with CuPy; this machine has none")
         import cupy
 
+        from .. import kernels
+
         if not isinstance(x, cupy.ndarray) or not isinstance(y, cupy.ndarray):
             raise CaptureError(f"CapturedStep: x and y must be CuPy arrays, got {type(x).__name__} and "
                                f"{type(y).__name__}")
-        from .. import kernels
-
         if not kernels.enabled():
             raise CaptureError("CapturedStep needs convlab's CUDA fast paths, which are off; "
                                "call convlab.kernels.enable(True) (their matrix products are the ones a "
                                "graph can record)")
-        if hasattr(optimizer, "betas") and not allow_recapture_every_step:
-            raise CaptureError(
-                f"CapturedStep: {type(optimizer).__name__}'s bias corrections change every step, so its "
-                "step would be recorded again every step (slower than eager); pass "
-                "allow_recapture_every_step=True to accept that, or use SGD")
         self.model, self.criterion, self.optimizer = model, criterion, optimizer
         self.stream = cupy.cuda.Stream(non_blocking=True)
         self.x = cupy.array(x)  # the recording reads its own buffers
         self.y = cupy.array(y)
         self.captures = 0
         self.graph = None
-        self.loss = None
+        self.loss = self.logits = None
+        self._warm = False
         self._wait_for_caller()
         with self.stream:
             for _ in range(warmup):
-                self.loss = self._eager_step()
+                self._eager_step()
+            while not self._warm:
+                self._eager_step()
         self._capture()
 
     # -- recording ------------------------------------------------------------------------
     def _eager_step(self):
-        loss = self.criterion(self.model(self.x), self.y)
+        had_grads = all(p.grad is not None for p in self.optimizer.params)
+        logits = self.model(self.x)
+        loss = self.criterion(logits, self.y)
         self.optimizer.zero_grad()
         self.model.backward(self.criterion.backward())
         self.optimizer.step()
-        return loss
+        self._warm = self._warm or (had_grads and self.optimizer.fused)
+        self.loss, self.logits = loss, logits
 
     def _arrays(self):
         """Addresses of every array the recording writes or reads across steps."""
@@ -103,30 +114,32 @@ class CapturedStep:
     def _capture(self):
         import cupy
 
-        # The optimiser counts steps on the host; the recording's step is counted at each replay.
+        # The optimiser counts steps on the host; `replay` counts each replayed step.
         count = self.optimizer.step_count
         self.stream.synchronize()
         self.graph = None
-        with self.stream, blas.recording_graph():
-            self.stream.begin_capture()
-            try:
-                loss = self._eager_step()
-            except BaseException as exc:
+        with self.stream:
+            self.optimizer.zero_grad()  # builds the zeroing table outside the recording
+            with blas.recording_graph():
+                self.stream.begin_capture()
                 try:
-                    self.stream.end_capture()
-                except Exception:
-                    pass
-                if isinstance(exc, (cupy.cuda.runtime.CUDARuntimeError, RuntimeError)):
-                    raise CaptureError(f"CapturedStep: the step could not be recorded: {exc}") from exc
-                raise
-            graph = self.stream.end_capture()
+                    self._eager_step()
+                except BaseException as exc:
+                    try:
+                        self.stream.end_capture()
+                    except Exception:
+                        pass
+                    if isinstance(exc, (cupy.cuda.runtime.CUDARuntimeError, RuntimeError, NotImplementedError)):
+                        raise CaptureError(f"CapturedStep: the step could not be recorded: {exc}") from exc
+                    raise
+                graph = self.stream.end_capture()
         self.optimizer.step_count = count
-        self.graph, self.loss = graph, loss
+        self.graph = graph
         self.captures += 1
-        self._recorded = (self._arrays(), _hyperparameters(self.optimizer))
+        self._recorded = self._current()
 
     def _current(self):
-        return self._arrays(), _hyperparameters(self.optimizer)
+        return self._arrays(), _recorded_hyperparameters(self.optimizer)
 
     # -- replaying --------------------------------------------------------------------------
     def _wait_for_caller(self):
@@ -143,20 +156,22 @@ class CapturedStep:
             with self.stream:
                 self._capture()
         self._wait_for_caller()
-        self.graph.launch(self.stream)
         self.optimizer.step_count += 1
+        with self.stream:
+            self.optimizer.store_device_hyperparameters()
+        self.graph.launch(self.stream)
         cupy.cuda.get_current_stream().wait_event(self.stream.record())
         return self.loss
 
     def __call__(self, x=None, y=None):
         """Copy (x, y) into the step's buffers (same shapes) and run the recorded step once."""
+        import cupy
+
         for name, src, dst in (("x", x, self.x), ("y", y, self.y)):
             if src is None:
                 continue
             if tuple(src.shape) != dst.shape:
                 raise ValueError(f"CapturedStep: {name} must have the recorded shape {dst.shape}, got "
                                  f"{tuple(src.shape)}")
-            import cupy
-
             dst[...] = cupy.asarray(src)
         return self.replay()

@@ -275,7 +275,7 @@ def test_gpu_matches_pytorch_on_cuda(name, gpu, torch_cuda):
 
 
 # -- a training step recorded as a CUDA graph ---------------------------------------------------
-def _small_net_and_data(seed):
+def _small_net_and_data(seed, optimizer="SGD"):
     from convlab import optim
 
     backend.use("gpu")
@@ -283,9 +283,12 @@ def _small_net_and_data(seed):
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
                           nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
                           nn.GlobalAvgPool2d(), nn.Linear(8, 5))
-    opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)
+    if optimizer == "SGD":
+        opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)
+    else:
+        opt = optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.05)
     rng = np.random.default_rng(seed)
-    batches = [(cupy.asarray(normal(rng, (6, 3, 8, 8))), cupy.asarray(rng.integers(0, 5, 6))) for _ in range(8)]
+    batches = [(cupy.asarray(normal(rng, (6, 3, 8, 8))), cupy.asarray(rng.integers(0, 5, 6))) for _ in range(9)]
     return model, nn.CrossEntropyLoss(), opt, batches
 
 
@@ -302,49 +305,59 @@ def fast_paths():
     backend.use("cpu")
 
 
-def test_captured_step_replays_what_eager_steps_compute_and_records_again_on_a_new_lr(fast_paths):
+def _schedule(i, opt):
+    """A learning rate that changes every step, and (at step 7) a momentum change that a
+    recording fixes."""
+    opt.lr *= 0.8
+    if i == 7 and hasattr(opt, "momentum"):
+        opt.momentum = 0.5
+
+
+@pytest.mark.parametrize("optimizer", ["SGD", "AdamW"])
+def test_captured_step_replays_what_eager_steps_compute(optimizer, fast_paths):
     from convlab.train.graph import CapturedStep
 
-    def lr_for(i, opt):
-        if i == 6:
-            opt.lr = 0.01
-
-    # The captured run: two eager warm-up steps on batch 0, then replays of batches 2..7.
-    model, criterion, opt, batches = _small_net_and_data(0)
+    # The captured run: two eager warm-up steps on batch 0, then replays of batches 2..8.
+    model, criterion, opt, batches = _small_net_and_data(0, optimizer)
     step = CapturedStep(model, criterion, opt, *batches[0], warmup=2)
     assert step.captures == 1 and opt.step_count == 2
-    replayed = []
+    replayed, logits = [], []
     for i, (x, y) in enumerate(batches[2:], start=2):
-        lr_for(i, opt)
+        _schedule(i, opt)
         replayed.append(float(step(x, y)))
-    assert step.captures == 2, "a new learning rate must be recorded again"
-    assert opt.step_count == 8
+        logits.append(cupy.asnumpy(step.logits))
+    # A new learning rate every step is read from the device; only the momentum change records again.
+    assert step.captures == (2 if optimizer == "SGD" else 1)
+    assert opt.step_count == 9
     # The same sequence, eagerly, from the same start.
-    ref, criterion, ref_opt, batches = _small_net_and_data(0)
-    want = []
+    ref, criterion, ref_opt, batches = _small_net_and_data(0, optimizer)
+    want, want_logits = [], []
     for i, (x, y) in enumerate([batches[0], batches[0]] + batches[2:]):
-        lr_for(i, ref_opt)
-        loss = criterion(ref(x), y)
+        if i >= 2:
+            _schedule(i, ref_opt)
+        out = ref(x)
+        loss = criterion(out, y)
         ref_opt.zero_grad()
         ref.backward(criterion.backward())
         ref_opt.step()
         want.append(float(loss))
+        want_logits.append(cupy.asnumpy(out))
     np.testing.assert_allclose(replayed, want[2:], rtol=2e-5)
+    np.testing.assert_allclose(np.stack(logits), np.stack(want_logits[2:]), rtol=1e-4, atol=1e-5)
     assert len(set(np.round(replayed, 6))) == len(replayed), "every replay must train on its own batch"
     got = model.state_dict()
     for k, v in ref.state_dict().items():
         np.testing.assert_allclose(cupy.asnumpy(got[k]), cupy.asnumpy(v), rtol=1e-4, atol=1e-6, err_msg=k)
-    backend.use("cpu")
 
 
-def test_captured_step_refuses_adam_unless_told_bad_shapes_and_the_functional_path(fast_paths):
+def test_captured_step_refuses_bad_shapes_and_the_functional_path(fast_paths):
     from convlab import kernels, optim
     from convlab.train.graph import CapturedStep, CaptureError
 
     model, criterion, _, batches = _small_net_and_data(1)
-    with pytest.raises(CaptureError, match="bias corrections change every step"):
-        CapturedStep(model, criterion, optim.Adam(model.parameters()), *batches[0])
-    step = CapturedStep(model, criterion, optim.SGD(model.parameters(), lr=0.1), *batches[0], warmup=1)
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    step = CapturedStep(model, criterion, opt, *batches[0], warmup=1)
+    assert opt.step_count == 2, "a first step without gradients is not enough to record from"
     with pytest.raises(ValueError, match=r"x must have the recorded shape \(6, 3, 8, 8\)"):
         step(batches[0][0][:3], batches[0][1])
     kernels.enable(False)

@@ -422,6 +422,27 @@ def test_optimizers_use_the_fused_step_on_the_gpu_and_match_the_cpu(name, monkey
     assert all(float(abs(p.grad).sum()) == 0 for p in gpu)
 
 
+def test_fused_steps_read_the_learning_rate_stored_on_the_device():
+    """As a recorded graph replays them: store=False keeps what store_hyper last wrote."""
+    from convlab.kernels import optim as fused
+
+    w, g = draw((5000,), np.float32, 1), draw((5000,), np.float32, 2)
+    for stored_lr, passed_lr in ((0.1, 0.1), (0.1, 7.0)):
+        hyper = fused.hyper_buffer()
+        fused.store_hyper(hyper, stored_lr)
+        got = cupy.asarray(w)
+        kernels.sgd_step_([got], [cupy.asarray(g)], [{}], passed_lr, hyper=hyper, store=False)
+        close(got, w - stored_lr * g, np.float32)
+    hyper = fused.hyper_buffer()
+    fused.store_hyper(hyper, *fused.adam_hyper(0.01, (0.9, 0.99), 3))
+    a = cupy.asarray(w)
+    kernels.adam_step_([a], [cupy.asarray(g)], [{}], 5.0, (0.9, 0.99), 1e-8, 0.0, step=1, hyper=hyper,
+                       store=False)
+    b = cupy.asarray(w)
+    kernels.adam_step_([b], [cupy.asarray(g)], [{}], 0.01, (0.9, 0.99), 1e-8, 0.0, step=3)
+    close(a, cupy.asnumpy(b), np.float32)
+
+
 def test_zero_clears_every_array_and_nothing_else():
     arrays = [cupy.ones(n, dtype=np.float32) for n in (1, 4096, 5000)] + [cupy.ones((3, 4))]
     keep = cupy.ones(10, dtype=np.float32)

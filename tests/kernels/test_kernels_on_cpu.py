@@ -21,7 +21,7 @@ SUBSET = " or ".join([
     "batch_norm_cumulative", "batch_norm_with_a_fused_relu", "batch_norm_variance", "batch_norm_refuses",
     "channel_sums",
     "softmax_cross_entropy", "relu", "fused_sgd", "fused_adam", "optimizers_use_the_fused", "zero_clears",
-    "crop_flip", "never_waits", "capturable_cublas_path",
+    "crop_flip", "never_waits", "capturable_cublas_path", "learning_rate_stored",
     "every_forward_returns",
 ])
 
