@@ -193,12 +193,16 @@ def child_convlab(name, batch, args):
                                    0 if args.dry_run else args.warmup, 1 if args.dry_run else 10**9)
         results[label] = {"images_per_s": steps * batch / secs, "steps": steps, "seconds": secs, "loss": loss}
     graph_error = None
+    graph_peak = 0
     if device == "gpu" and not args.no_graph:
         # The same step recorded once as a CUDA graph (convlab.train.graph.CapturedStep) and replayed.
         from convlab.train.graph import CapturedStep
 
+        captured = None
         for label, tf32 in (("graph fp32", False), ("graph tf32", True)):
             kernels.set_tf32(tf32)
+            captured = None  # the previous recording and its memory go before the next is made
+            pool.free_all_blocks()
             try:
                 captured = CapturedStep(model, criterion, opt, x, labels, warmup=2)
             except Exception as exc:  # reported in the row; the eager figures stand
@@ -207,8 +211,9 @@ def child_convlab(name, batch, args):
             steps, secs, loss = _timed(captured.replay, sync, lambda v: float(v) if v is not None else None,
                                        args.seconds, args.warmup, 10**9)
             results[label] = {"images_per_s": steps * batch / secs, "steps": steps, "seconds": secs, "loss": loss}
-            peak["reserved"] = max(peak["reserved"], pool.total_bytes())
-    return {"graph_error": graph_error, "params": model.num_parameters(), "results": results, "device": device,
+            graph_peak = max(graph_peak, pool.total_bytes())
+    return {"graph_error": graph_error, "peak_graph_reserved_mib": graph_peak / 2**20,
+            "params": model.num_parameters(), "results": results, "device": device,
             "fast_paths": bool(kernels.enabled()) and device == "gpu",
             "peak_reserved_mib": peak["reserved"] / 2**20, "peak_used_mib": peak["used"] / 2**20}
 
@@ -313,7 +318,7 @@ def table(rows, dry_run=False):
         by_case.setdefault((row["model"], row["batch"]), {})[row["framework"]] = row
     head = ["model", "batch", "convlab fp32", "convlab tf32", "graph fp32", "graph tf32", "torch fp32",
             "torch default", "eager ratio fp32", "eager ratio tf32", "graph ratio fp32", "graph ratio tf32",
-            f"≥{TARGET_RATIO}", "convlab MiB", "torch MiB", "params"]
+            f"≥{TARGET_RATIO}", "convlab MiB", "graph MiB", "torch MiB", "params"]
     lines = []
     for (name, batch), pair in by_case.items():
         ours, theirs = pair.get("convlab", {}), pair.get("torch", {})
@@ -327,7 +332,8 @@ def table(rows, dry_run=False):
         counts = "/".join(map(str, params)) if None not in params else str(params[0] or params[1] or "-")
         lines.append([name, str(batch), _fmt(c32), _fmt(ctf), _fmt(g32), _fmt(gtf), _fmt(t32), _fmt(tdef)]
                      + [_fmt(r, ".2f") for r in ratios]
-                     + [verdict, _fmt(ours.get("peak_reserved_mib") or None), _fmt(theirs.get("peak_reserved_mib")),
+                     + [verdict, _fmt(ours.get("peak_reserved_mib") or None),
+                        _fmt(ours.get("peak_graph_reserved_mib") or None), _fmt(theirs.get("peak_reserved_mib")),
                         counts])
     widths = [max(len(str(r[i])) for r in [head] + lines) for i in range(len(head))]
     fmt = lambda r: "  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
@@ -337,7 +343,8 @@ def table(rows, dry_run=False):
                if r.get("graph_error")]
     notes = ["images/s of whole training steps; ratio = convlab / torch eager (fp32: both strict float32; "
              "tf32: convlab TF32 GEMMs vs torch defaults); graph = convlab's step recorded once as a CUDA graph "
-             "(CapturedStep) and replayed; MiB = peak memory-pool size (CuPy pool / torch reserved)."]
+             "(CapturedStep) and replayed; MiB = peak memory-pool size (CuPy pool in the eager phases, CuPy pool "
+             "while a recording replays, torch reserved)."]
     return "\n".join(out + ([""] + ["errors:"] + errors if errors else []) + notes)
 
 

@@ -46,6 +46,7 @@ class TrainConfig:
     clip_grad_norm: float | None = None
     model_options: dict = field(default_factory=dict)
     device: str = "auto"
+    cuda_graph: bool = False
     seed: int = 0
     data_dir: str | None = None
     download: bool = True
@@ -174,6 +175,11 @@ def check_config(c: TrainConfig) -> None:
     need(0 <= c.label_smoothing < 1, "label_smoothing", "in [0, 1)")
     need(c.clip_grad_norm >= 0, "clip_grad_norm", "≥ 0 (0 turns clipping off)")
     need(c.device in DEVICES, "device", f"one of {', '.join(DEVICES)}")
+    need(isinstance(c.cuda_graph, bool), "cuda_graph", "true or false")
+    if c.cuda_graph:
+        need(c.device != "cpu", "cuda_graph", "false with device 'cpu' (a CUDA graph runs on the GPU)")
+        need(not c.clip_grad_norm, "cuda_graph",
+             "false with clip_grad_norm > 0 (clipping reads the gradient norm on the host inside the step)")
     need(0 <= c.val_fraction < 1, "val_fraction", "in [0, 1)")
     need(c.checkpoint_every >= 0, "checkpoint_every", "≥ 0 (0: only at epoch ends)")
     need(c.train_subset is None or c.train_subset >= 1, "train_subset", "a positive number of samples")

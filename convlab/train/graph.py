@@ -49,8 +49,9 @@ def _recorded_hyperparameters(optimizer):
 class CapturedStep:
     """One training step of `model` recorded as a CUDA graph and replayed (see the module doc).
 
-    `warmup` eager steps on (x, y) come first (at least one in which every parameter already has
-    a gradient, so the optimiser's device tables exist before recording; more are run if needed).
+    `warmup` eager steps on (x, y) come first, and at least one in which every parameter already
+    had a gradient (one more, if needed), so the optimiser's state and device tables exist before
+    recording.
     After construction `loss` and `logits` are those of the last eager step; each replay
     overwrites them in place.
     """
@@ -93,7 +94,7 @@ class CapturedStep:
         self.optimizer.zero_grad()
         self.model.backward(self.criterion.backward())
         self.optimizer.step()
-        self._warm = self._warm or (had_grads and self.optimizer.fused)
+        self._warm = self._warm or had_grads
         self.loss, self.logits = loss, logits
 
     def _arrays(self):

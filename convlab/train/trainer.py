@@ -68,7 +68,7 @@ class Trainer:
     def __init__(self, model, train_loader, test_loader, optimizer, schedule=None, criterion=None, *,
                  epochs=1, val_loader=None, out_dir=None, checkpoint_every=0, log_every=1,
                  clip_grad_norm=0.0, config: TrainConfig | None = None, model_name=None,
-                 model_options=None, class_names=None):
+                 model_options=None, class_names=None, cuda_graph=False):
         self.model = model
         self._input_grad_skipped = False
         self.train_loader, self.test_loader, self.val_loader = train_loader, test_loader, val_loader
@@ -80,6 +80,13 @@ class Trainer:
         self.checkpoint_every = int(checkpoint_every)
         self.log_every = max(1, int(log_every))
         self.max_grad_norm = float(clip_grad_norm or 0.0)
+        if cuda_graph and self.max_grad_norm:
+            raise ValueError("Trainer: cuda_graph cannot be combined with clip_grad_norm (clipping reads "
+                             "the gradient norm on the host inside the step)")
+        if cuda_graph and not backend.gpu_available():
+            raise backend.DeviceError("Trainer: cuda_graph=True needs a CUDA GPU with CuPy; none is usable here")
+        self.cuda_graph = bool(cuda_graph)
+        self.captured = None  # the CapturedStep that full-size batches replay (cuda_graph=True)
         self.config = config
         self.model_name = model_name
         self.model_options = dict(model_options or {})
@@ -250,31 +257,58 @@ class Trainer:
         if not self._input_grad_skipped:  # the data needs no gradient: spare the first layer's dx
             self.model.skip_input_grad(x)
             self._input_grad_skipped = True
-        logits = self.model(x)
-        loss = self.criterion(logits, y)
-        self.optimizer.zero_grad()
-        self.model.backward(self.criterion.backward())
         next_step = self.step + 1
         read = next_step % self.log_every == 0 or self.batch_in_epoch + 1 == len(self.train_loader)
-        grad_norm = None
-        if self.max_grad_norm:
-            grad_norm = clip_grad_norm(self.params, self.max_grad_norm)
-        elif read:
-            grad_norm = global_grad_norm(self.params)
-        if read:
-            value = float(loss)
-            if not math.isfinite(value):
-                raise TrainingDiverged(self._divergence_message(next_step, f"the loss is {value}"))
-            if not math.isfinite(grad_norm):
-                raise TrainingDiverged(
-                    self._divergence_message(next_step, f"the gradient norm is {grad_norm}"))
-        self.optimizer.step()
+        if self._graph_ready(x):
+            # The whole step, update included, as one replay; the checks read what it left.
+            loss, logits = self._graph_step(x, y)
+            grad_norm = global_grad_norm(self.params) if read else None
+            if read:
+                self._check_finite(next_step, loss, grad_norm)
+        else:
+            logits = self.model(x)
+            loss = self.criterion(logits, y)
+            self.optimizer.zero_grad()
+            self.model.backward(self.criterion.backward())
+            grad_norm = None
+            if self.max_grad_norm:
+                grad_norm = clip_grad_norm(self.params, self.max_grad_norm)
+            elif read:
+                grad_norm = global_grad_norm(self.params)
+            if read:
+                self._check_finite(next_step, loss, grad_norm)
+            self.optimizer.step()
         if not isinstance(self.schedule, ReduceLROnPlateau):
             self.schedule.step()
         self.step = next_step
         self.batch_in_epoch += 1
         correct = (logits.argmax(axis=1) == y).sum()
         return loss, correct, grad_norm
+
+    def _check_finite(self, step, loss, grad_norm):
+        value = float(loss)
+        if not math.isfinite(value):
+            raise TrainingDiverged(self._divergence_message(step, f"the loss is {value}"))
+        if not math.isfinite(grad_norm):
+            raise TrainingDiverged(self._divergence_message(step, f"the gradient norm is {grad_norm}"))
+
+    def _graph_ready(self, x):
+        """With cuda_graph: replay (or record) this step? Not for the first step of a process (it
+        makes the gradients the recording needs) nor for a batch of another shape (an epoch's
+        last, smaller batch), which run eagerly."""
+        if not self.cuda_graph or self.params[0].grad is None:
+            return False
+        return self.captured is None or tuple(x.shape) == self.captured.x.shape
+
+    def _graph_step(self, x, y):
+        """(loss, logits) of one step run through the CapturedStep, recording it on first use
+        (that first step runs eagerly, as CapturedStep's warm-up)."""
+        from .graph import CapturedStep
+
+        if self.captured is None:
+            self.captured = CapturedStep(self.model, self.criterion, self.optimizer, x, y, warmup=1)
+            return self.captured.loss, self.captured.logits
+        return self.captured(x, y), self.captured.logits
 
     def _divergence_message(self, step, what):
         where = f"training diverged at step {step} (epoch {self.epoch + 1}): {what}"
@@ -521,7 +555,8 @@ def make_trainer(config: TrainConfig, *, train_data=None, test_data=None, model=
     trainer = Trainer(model, train_loader, test_loader, optimizer, schedule, criterion, epochs=config.epochs,
                       val_loader=val_loader, out_dir=config.out_dir, checkpoint_every=config.checkpoint_every,
                       log_every=config.log_every, clip_grad_norm=config.clip_grad_norm, config=config,
-                      model_name=config.model, model_options=model_options, class_names=train.classes)
+                      model_name=config.model, model_options=model_options, class_names=train.classes,
+                      cuda_graph=config.cuda_graph)
     if config.out_dir is not None:
         # The run folder: config.json now; last.h5 at checkpoints; metrics logs per epoch; final.json.
         out = Path(config.out_dir)

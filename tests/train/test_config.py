@@ -40,6 +40,8 @@ def test_models_without_batch_norm_get_a_gentler_rate():
     (dict(schedule="multistep"), "milestones must be a list of epochs"),
     (dict(momentum=1.5), "momentum must be in"),
     (dict(device="tpu"), "device must be one of"),
+    (dict(cuda_graph=True, device="cpu"), "cuda_graph must be false with device 'cpu'"),
+    (dict(cuda_graph=True, device="gpu", clip_grad_norm=1.0), "cuda_graph must be false with clip_grad_norm"),
 ])
 def test_bad_values_are_named(overrides, message):
     values = dict(model="lenet5", dataset="mnist")
@@ -62,3 +64,29 @@ def test_config_round_trips_through_a_dict():
     assert TrainConfig.from_dict(c.to_dict()) == c
     with pytest.raises(ValueError, match="unknown field"):
         TrainConfig.from_dict({"model": "lenet5", "learning_rate": 0.1})
+
+
+def test_cuda_graph_without_a_gpu_is_a_clear_error_and_the_cli_flag_sets_it():
+    import argparse
+
+    from convlab import backend, cli, models, nn, optim
+    from convlab.data import DataLoader
+    from convlab.train import Trainer
+
+    from .tiny_data import tiny_mnist
+
+    parser = argparse.ArgumentParser()
+    cli._add_run_options(parser)
+    args = parser.parse_args(["--model", "lenet5", "--dataset", "mnist", "--cuda-graph", "--device", "gpu"])
+    args.data, args.no_download, args.model_option = None, True, []
+    assert cli._config_from_args(args).cuda_graph is True
+    args = parser.parse_args(["--model", "lenet5", "--dataset", "mnist"])
+    args.data, args.no_download, args.model_option = None, True, []
+    assert cli._config_from_args(args).cuda_graph is False
+    if backend.gpu_available():
+        return  # the error below is for machines without a GPU
+    train, _ = tiny_mnist(n_train=8, n_test=8)
+    model = models.get("lenet5")
+    with pytest.raises(backend.DeviceError, match="cuda_graph=True needs a CUDA GPU"):
+        Trainer(model, DataLoader(train, 4), DataLoader(train, 4), optim.SGD(model.parameters()),
+                criterion=nn.CrossEntropyLoss(), cuda_graph=True)

@@ -50,3 +50,27 @@ def test_a_gpu_run_trains_logs_every_n_steps_and_resumes(tmp_path):
     assert resumed.run()["reason"] == "completed"
     assert [r["step"] for r in resumed.history] == [6, 12, 18]
     assert resumed.history[-1]["test_accuracy"] > 0.2  # chance is 0.1
+
+
+def test_a_cuda_graph_run_trains_like_an_eager_run():
+    """cuda_graph=True: the first step runs eagerly, the next records the step, the rest replay it
+    (the learning rate changes every step under onecycle without a new recording); the last,
+    smaller batch of each epoch runs eagerly. The losses follow the eager run's."""
+    train, test = tiny_mnist(n_train=200, n_test=64)  # batches of 32: six full ones and one of 8
+    runs = {}
+    for graph in (False, True):
+        cfg = TrainConfig(model="lenet5", dataset="mnist", epochs=2, batch_size=32, device="gpu", lr=0.05,
+                          schedule="onecycle", log_every=1, cuda_graph=graph)
+        trainer = make_trainer(cfg, train_data=train, test_data=test)
+        losses = []
+        trainer.on("step", lambda e, losses=losses: losses.append((e["loss"], e["lr"], e["accuracy"])))
+        assert trainer.run()["reason"] == "completed"
+        runs[graph] = (np.array(losses), trainer)
+    (eager, _), (replayed, trainer) = runs[False], runs[True]
+    assert trainer.captured is not None and trainer.captured.captures == 1
+    assert len(replayed) == len(eager) == 14
+    np.testing.assert_allclose(replayed[:, 1], eager[:, 1], rtol=1e-12)  # the same schedule
+    np.testing.assert_allclose(replayed[:, 0], eager[:, 0], rtol=1e-3)
+    np.testing.assert_allclose(replayed[:, 2], eager[:, 2], atol=1 / 32 + 1e-9)
+    for a, b in zip(trainer.model.parameters(), runs[False][1].model.parameters()):
+        np.testing.assert_allclose(cupy.asnumpy(a.data), cupy.asnumpy(b.data), rtol=1e-3, atol=1e-5)
