@@ -42,6 +42,10 @@ def _fusable(weights, grads):
             and all(g.shape == w.shape and g.dtype == w.dtype for w, g in zip(weights, grads)))
 
 
+def _device_of(a):
+    return getattr(a.device, "id", a.device)
+
+
 def zero_grads(params):
     """Zero every existing `.grad` in place: one launch on the GPU, else one fill per gradient."""
     grads = [p.grad for p in params if p.grad is not None]
@@ -86,7 +90,7 @@ class Optimizer:
         weights, grads = [p.data for p, _ in live], [p.grad for p, _ in live]
         self.fused = _fusable(weights, grads)
         if self.fused:
-            if self._hyper is None or self._hyper.device != weights[0].device:
+            if self._hyper is None or _device_of(self._hyper) != _device_of(weights[0]):
                 self._hyper = kernels.optim.hyper_buffer()
             # While a CUDA graph records this step, the values are stored before each replay
             # (store_device_hyperparameters), not baked into the recording.

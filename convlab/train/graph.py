@@ -29,7 +29,7 @@ What a recording fixes, and how this class keeps it honest:
 
 from __future__ import annotations
 
-from .. import backend
+from .. import backend, kernels
 from ..kernels import blas
 
 
@@ -60,8 +60,6 @@ class CapturedStep:
         if not backend.gpu_available():
             raise CaptureError("CapturedStep needs a CUDA GPU with CuPy; this machine has none")
         import cupy
-
-        from .. import kernels
 
         if not isinstance(x, cupy.ndarray) or not isinstance(y, cupy.ndarray):
             raise CaptureError(f"CapturedStep: x and y must be CuPy arrays, got {type(x).__name__} and "
@@ -136,6 +134,9 @@ class CapturedStep:
                 graph = self.stream.end_capture()
         self.optimizer.step_count = count
         self.graph = graph
+        # The recording reads the optimiser's device tables through baked pointers: hold them, so
+        # the table cache (a bounded FIFO) cannot free one under it.
+        self._tables = list(kernels.optim._TABLES.values())
         self.captures += 1
         self._recorded = self._current()
 
