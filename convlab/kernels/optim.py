@@ -32,30 +32,32 @@ __device__ __forceinline__ void chunk_range(const int* chunk_tensor, const long 
     end = min(begin + CHUNK, sizes[t]);
 }
 
-// The learning rate (and Adam's bias corrections) come from device memory, hyper[], written by
-// store_hyper just before: a recorded CUDA graph then replays with the values of each step.
+// The values a schedule may change every step (the learning rate and momentum; Adam's bias
+// corrections and beta1) come from device memory, hyper[], written by store_hyper just before:
+// a recorded CUDA graph then replays with the values of each step.
 
-extern "C" __global__ void store_hyper(double* hyper, double a, double b, double c)
+extern "C" __global__ void store_hyper(double* hyper, double a, double b, double c, double d)
 {
-    if (threadIdx.x == 0) { hyper[0] = a; hyper[1] = b; hyper[2] = c; }
+    if (threadIdx.x == 0) { hyper[0] = a; hyper[1] = b; hyper[2] = c; hyper[3] = d; }
 }
 
 // w <- w - lr * d with d = g + weight_decay * w, momentum buffer b <- momentum * b + d
-// (b <- d where fresh[t] != 0) and d <- b, or d <- d + momentum * b with Nesterov.
+// (b <- d where fresh[t] != 0) and d <- b, or d <- d + momentum * b with Nesterov;
+// hyper = (lr, momentum); has_momentum says whether the buffers exist (momentum != 0).
 extern "C" __global__ void sgd_update(
     const unsigned long long* __restrict__ weights, const unsigned long long* __restrict__ grads,
     const unsigned long long* __restrict__ buffers, const int* __restrict__ fresh,
     const long long* __restrict__ sizes, const int* __restrict__ chunk_tensor,
-    const double* __restrict__ hyper, double momentum, double weight_decay, int nesterov)
+    const double* __restrict__ hyper, int has_momentum, double weight_decay, int nesterov)
 {
     int t;
     long long begin, end;
     chunk_range(chunk_tensor, sizes, t, begin, end);
     real_t* w = (real_t*)weights[t];
     const real_t* g = (const real_t*)grads[t];
-    real_t* buf = momentum != 0.0 ? (real_t*)buffers[t] : (real_t*)0;
-    const bool first = momentum != 0.0 && fresh[t] != 0;
-    const real_t lr_ = (real_t)hyper[0], m = (real_t)momentum, wd = (real_t)weight_decay;
+    real_t* buf = has_momentum ? (real_t*)buffers[t] : (real_t*)0;
+    const bool first = has_momentum && fresh[t] != 0;
+    const real_t lr_ = (real_t)hyper[0], m = (real_t)hyper[1], wd = (real_t)weight_decay;
     for (long long e = begin + threadIdx.x; e < end; e += blockDim.x) {
         real_t d = g[e];
         if (weight_decay != 0.0) d = w[e] * wd + d;
@@ -69,15 +71,15 @@ extern "C" __global__ void sgd_update(
 }
 
 // Adam (decoupled == 0: L2 added to the gradient) or AdamW (decoupled: w <- w (1 - lr wd) first);
-// hyper = (lr, bias_correction1 = 1 - beta1^t, bias_correction2_sqrt = sqrt(1 - beta2^t)).
+// hyper = (lr, bias_correction1 = 1 - beta1^t, bias_correction2_sqrt = sqrt(1 - beta2^t), beta1).
 extern "C" __global__ void adam_update(
     const unsigned long long* __restrict__ weights, const unsigned long long* __restrict__ grads,
     const unsigned long long* __restrict__ exp_avgs, const unsigned long long* __restrict__ exp_avg_sqs,
     const long long* __restrict__ sizes, const int* __restrict__ chunk_tensor,
-    const double* __restrict__ hyper, double beta1, double beta2, double eps, double weight_decay,
-    int decoupled)
+    const double* __restrict__ hyper, double beta2, double eps, double weight_decay, int decoupled)
 {
     const double lr = hyper[0], bias_correction1 = hyper[1], bias_correction2_sqrt = hyper[2];
+    const double beta1 = hyper[3];
     int t;
     long long begin, end;
     chunk_range(chunk_tensor, sizes, t, begin, end);
@@ -174,9 +176,9 @@ def hyper_buffer():
 
 
 def store_hyper(hyper, *values):
-    """Write up to three float64 values into `hyper` on the current stream (one tiny launch)."""
-    a, b, c = (tuple(float(v) for v in values) + (0.0, 0.0, 0.0))[:3]
-    kernel("optim", "store_hyper", np.float32)((1,), (32,), (hyper, f64(a), f64(b), f64(c)))
+    """Write up to four float64 values into `hyper` on the current stream (one tiny launch)."""
+    a, b, c, d = (tuple(float(v) for v in values) + (0.0,) * 4)[:4]
+    kernel("optim", "store_hyper", np.float32)((1,), (32,), (hyper, f64(a), f64(b), f64(c), f64(d)))
 
 
 def _hyper(hyper, store, *values):
@@ -196,8 +198,8 @@ def sgd_step_(weights, grads, states, lr, momentum=0.0, nesterov=False, weight_d
 
     `states` are the optimiser's per-parameter dicts; a missing "momentum_buffer" is created and
     set to the first direction, as `convlab.optim.SGD` does. The kernel reads `lr` from device
-    memory: `hyper` (from `hyper_buffer`), where `lr` is stored first unless store=False (a CUDA
-    graph being recorded: whoever replays it stores the step's value before each launch).
+    memory: `hyper` (from `hyper_buffer`), where (lr, momentum) are stored first unless store=False
+    (a CUDA graph being recorded: whoever replays it stores the step's values before each launch).
     """
     import cupy
 
@@ -211,18 +213,18 @@ def sgd_step_(weights, grads, states, lr, momentum=0.0, nesterov=False, weight_d
         if momentum and buf is None:
             buf = s["momentum_buffer"] = cupy.empty_like(w)
         buffers.append(buf if buf is not None else w)
-    hyper = _hyper(hyper, store, lr)
+    hyper = _hyper(hyper, store, lr, momentum)
     for dtype, (ws, gs, bs, fr) in _by_dtype(weights, grads, buffers, fresh):
         (wp, gp, bp), fresh_dev, sizes, chunks, count = _table((ws, gs, bs), fr)
         kernel("optim", "sgd_update", dtype)(
             (count,), (256,),
-            (wp, gp, bp, fresh_dev, sizes, chunks, hyper, f64(momentum), f64(weight_decay),
+            (wp, gp, bp, fresh_dev, sizes, chunks, hyper, i32(momentum != 0), f64(weight_decay),
              i32(bool(nesterov))))
 
 
 def adam_hyper(lr, betas, step):
-    """The values Adam's kernel reads from device memory: lr and the two bias corrections."""
-    return lr, 1 - betas[0] ** step, float(np.sqrt(1 - betas[1] ** step))
+    """The values Adam's kernel reads from device memory: lr, the two bias corrections, beta1."""
+    return lr, 1 - betas[0] ** step, float(np.sqrt(1 - betas[1] ** step)), betas[0]
 
 
 def adam_step_(weights, grads, states, lr, betas, eps, weight_decay, step, decoupled=False, hyper=None,
@@ -241,13 +243,13 @@ def adam_step_(weights, grads, states, lr, betas, eps, weight_decay, step, decou
             s["exp_avg_sq"] = cupy.zeros_like(w)
         avgs.append(s["exp_avg"])
         sqs.append(s["exp_avg_sq"])
-    beta1, beta2 = betas
+    beta2 = betas[1]
     hyper = _hyper(hyper, store, *adam_hyper(lr, betas, step))
     for dtype, (ws, gs, ms, vs) in _by_dtype(weights, grads, avgs, sqs):
         (wp, gp, mp, vp), _, sizes, chunks, count = _table((ws, gs, ms, vs))
         kernel("optim", "adam_update", dtype)(
             (count,), (256,),
-            (wp, gp, mp, vp, sizes, chunks, hyper, f64(beta1), f64(beta2), f64(eps), f64(weight_decay),
+            (wp, gp, mp, vp, sizes, chunks, hyper, f64(beta2), f64(eps), f64(weight_decay),
              i32(bool(decoupled))))
 
 

@@ -101,8 +101,12 @@ class Optimizer:
 
     def device_hyperparameters(self):
         """The values the fused kernel reads from device memory this step (the step count
-        already advanced): the learning rate, and Adam's bias corrections."""
+        already advanced): those a schedule may change every step."""
         return (self.lr,)
+
+    def recorded_hyperparameters(self):
+        """The values a recording of the fused step fixes (a change must record it again)."""
+        return {}
 
     def store_device_hyperparameters(self):
         """Write `device_hyperparameters()` to the device, on the current stream: what a
@@ -222,6 +226,12 @@ class SGD(Optimizer):
         xp.multiply(d, self.lr, out=s)
         w -= s
 
+    def device_hyperparameters(self):
+        return self.lr, self.momentum
+
+    def recorded_hyperparameters(self):
+        return {"has_momentum": self.momentum != 0, "nesterov": self.nesterov, "weight_decay": self.weight_decay}
+
     def _fused_update(self, weights, grads, states, store):
         kernels.sgd_step_(weights, grads, states, self.lr, momentum=self.momentum, nesterov=self.nesterov,
                           weight_decay=self.weight_decay, hyper=self._hyper, store=store)
@@ -287,6 +297,10 @@ class Adam(Optimizer):
 
     def device_hyperparameters(self):
         return kernels.optim.adam_hyper(self.lr, self.betas, self.step_count)
+
+    def recorded_hyperparameters(self):
+        return {"beta2": self.betas[1], "eps": self.eps, "weight_decay": self.weight_decay,
+                "decoupled": self._decoupled}
 
 
 class AdamW(Adam):

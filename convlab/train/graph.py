@@ -15,10 +15,11 @@ What a recording fixes, and how this class keeps it honest:
   buffers and BN statistics are updated in place. Before each replay their addresses are compared
   with those at capture: if one was replaced (`load_state_dict`, `model.to`, a new optimiser
   state), the step is recorded again.
-- The hyper-parameters. The fused optimiser kernels read the learning rate (and Adam's bias
-  corrections) from device memory, which `replay` writes before each launch, so LR schedules and
-  Adam's step count need no new recording. The others (momentum, weight decay, betas, ...) are
-  part of the recording: a change records the step again.
+- The hyper-parameters. The fused optimiser kernels read what a schedule may change every step
+  (the learning rate and SGD's momentum; Adam's bias corrections and beta1) from device memory,
+  which `replay` writes before each launch, so LR schedules, one-cycle momentum and Adam's step
+  count need no new recording. The others (weight decay, Nesterov, beta2, eps, turning momentum
+  on or off) are part of the recording: a change records the step again.
 - The memory. The step allocates from CuPy's pool on its own stream, whose free blocks no other
   stream is handed, so what the recording uses between replays stays its own.
 - The matrix products. CuPy will not call cuBLAS during a capture, so while recording they go to
@@ -38,11 +39,12 @@ class CaptureError(RuntimeError):
 
 
 def _recorded_hyperparameters(optimizer):
-    """The optimiser's values that a recording fixes (the device-stored ones are left out)."""
-    values = {name: getattr(optimizer, name) for name in optimizer.hyperparameters if name != "lr"}
-    if not optimizer.fused:  # the per-parameter updates take the learning rate as an argument
-        values["lr"] = optimizer.lr
-        values["device_hyperparameters"] = optimizer.device_hyperparameters()
+    """The optimiser's values that a recording fixes: with the fused kernel, all but those it
+    reads from device memory; with per-parameter updates (no fused kernel), every one."""
+    if optimizer.fused:
+        return optimizer.recorded_hyperparameters()
+    values = {name: getattr(optimizer, name) for name in optimizer.hyperparameters}
+    values["device_hyperparameters"] = optimizer.device_hyperparameters()
     return values
 
 

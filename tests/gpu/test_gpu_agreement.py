@@ -306,11 +306,15 @@ def fast_paths():
 
 
 def _schedule(i, opt):
-    """A learning rate that changes every step, and (at step 7) a momentum change that a
-    recording fixes."""
+    """A learning rate and a momentum (β₁ for Adam) that change every step, as one-cycle moves
+    them, read from the device; and (at step 7) a weight-decay change, which a recording fixes."""
     opt.lr *= 0.8
-    if i == 7 and hasattr(opt, "momentum"):
-        opt.momentum = 0.5
+    if hasattr(opt, "momentum"):
+        opt.momentum = 0.9 - 0.02 * i
+    else:
+        opt.betas = (0.9 - 0.02 * i, opt.betas[1])
+    if i == 7:
+        opt.weight_decay *= 2
 
 
 @pytest.mark.parametrize("optimizer", ["SGD", "AdamW"])
@@ -326,8 +330,8 @@ def test_captured_step_replays_what_eager_steps_compute(optimizer, fast_paths):
         _schedule(i, opt)
         replayed.append(float(step(x, y)))
         logits.append(cupy.asnumpy(step.logits))
-    # A new learning rate every step is read from the device; only the momentum change records again.
-    assert step.captures == (2 if optimizer == "SGD" else 1)
+    # New rates and momenta every step are read from the device; only the weight decay records again.
+    assert step.captures == 2
     assert opt.step_count == 9
     # The same sequence, eagerly, from the same start.
     ref, criterion, ref_opt, batches = _small_net_and_data(0, optimizer)

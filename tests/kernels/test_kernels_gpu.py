@@ -433,13 +433,20 @@ def test_fused_steps_read_the_learning_rate_stored_on_the_device():
         got = cupy.asarray(w)
         kernels.sgd_step_([got], [cupy.asarray(g)], [{}], passed_lr, hyper=hyper, store=False)
         close(got, w - stored_lr * g, np.float32)
+    # Momentum too: two steps with the stored (lr, momentum), whatever is passed.
     hyper = fused.hyper_buffer()
-    fused.store_hyper(hyper, *fused.adam_hyper(0.01, (0.9, 0.99), 3))
+    got, state = cupy.asarray(w), {}
+    for _ in range(2):
+        fused.store_hyper(hyper, 0.1, 0.5)
+        kernels.sgd_step_([got], [cupy.asarray(g)], [state], 3.0, momentum=0.99, hyper=hyper, store=False)
+    close(got, w - 0.1 * g - 0.1 * (0.5 * g + g), np.float32)
+    hyper = fused.hyper_buffer()
+    fused.store_hyper(hyper, *fused.adam_hyper(0.01, (0.8, 0.99), 3))
     a = cupy.asarray(w)
     kernels.adam_step_([a], [cupy.asarray(g)], [{}], 5.0, (0.9, 0.99), 1e-8, 0.0, step=1, hyper=hyper,
                        store=False)
     b = cupy.asarray(w)
-    kernels.adam_step_([b], [cupy.asarray(g)], [{}], 0.01, (0.9, 0.99), 1e-8, 0.0, step=3)
+    kernels.adam_step_([b], [cupy.asarray(g)], [{}], 0.01, (0.8, 0.99), 1e-8, 0.0, step=3)
     close(a, cupy.asnumpy(b), np.float32)
 
 
