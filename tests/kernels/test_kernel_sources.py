@@ -96,9 +96,10 @@ def test_device_check_and_benchmark_scripts_parse():
     proc = subprocess.run(["bash", "-n", os.path.join(ROOT, "scripts", "device-check")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "py_compile", os.path.join(ROOT, "scripts", "bench_gpu.py")],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    for script in ("bench_gpu.py", "profile_gpu.py"):
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", script), "--help"],
+                              capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert proc.returncode == 0 and "usage:" in proc.stdout, proc.stderr
 
 
 def test_benchmark_dry_run_trains_both_frameworks_one_step_on_the_cpu(tmp_path):
