@@ -211,7 +211,7 @@ def child_convlab(name, batch, args):
             steps, secs, loss = _timed(captured.replay, sync, lambda v: float(v) if v is not None else None,
                                        args.seconds, args.warmup, 10**9)
             results[label] = {"images_per_s": steps * batch / secs, "steps": steps, "seconds": secs, "loss": loss}
-            graph_peak = max(graph_peak, pool.total_bytes())
+            graph_peak = max(graph_peak, pool.total_bytes() + captured.pool.total_bytes())
     return {"graph_error": graph_error, "peak_graph_reserved_mib": graph_peak / 2**20,
             "params": model.num_parameters(), "results": results, "device": device,
             "fast_paths": bool(kernels.enabled()) and device == "gpu",

@@ -20,8 +20,10 @@ What a recording fixes, and how this class keeps it honest:
   which `replay` writes before each launch, so LR schedules, one-cycle momentum and Adam's step
   count need no new recording. The others (weight decay, Nesterov, beta2, eps, turning momentum
   on or off) are part of the recording: a change records the step again.
-- The memory. The step allocates from CuPy's pool on its own stream, whose free blocks no other
-  stream is handed, so what the recording uses between replays stays its own.
+- The memory. While recording, the step allocates from a CuPy memory pool of its own (as PyTorch
+  gives each graph a private pool): the blocks a recording reuses for its intermediates look free
+  to a pool, and CuPy's default pool releases free blocks (`free_all_blocks`, or on an
+  out-of-memory retry), which would hand them to other arrays while replays still write them.
 - The matrix products. CuPy will not call cuBLAS during a capture, so while recording they go to
   cuBLAS directly (`convlab.kernels.blas`).
 - No host synchronisation may happen inside the step (a BN layer with momentum=None reads its
@@ -72,6 +74,7 @@ class CapturedStep:
                                "graph can record)")
         self.model, self.criterion, self.optimizer = model, criterion, optimizer
         self.stream = cupy.cuda.Stream(non_blocking=True)
+        self.pool = cupy.cuda.MemoryPool()  # what recordings allocate (see the module doc)
         self.x = cupy.array(x)  # the recording reads its own buffers
         self.y = cupy.array(y)
         self.captures = 0
@@ -121,7 +124,7 @@ class CapturedStep:
         self.graph = None
         with self.stream:
             self.optimizer.zero_grad()  # builds the zeroing table outside the recording
-            with blas.recording_graph():
+            with blas.recording_graph(), cupy.cuda.using_allocator(self.pool.malloc):
                 self.stream.begin_capture()
                 try:
                     self._eager_step()
