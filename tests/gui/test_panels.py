@@ -136,3 +136,18 @@ def test_the_run_form_round_trips_a_config(qtbot):
     panel.lr.setText("fast")
     with pytest.raises(ValueError, match="Learning rate must be a number"):
         panel.config()
+
+
+def test_the_cuda_graph_option_is_offered_only_where_a_gpu_can_run_it(qtbot):
+    from convlab import backend
+
+    panel = RunPanel()
+    qtbot.addWidget(panel)
+    panel.device.setCurrentText("cpu")
+    assert not panel.cuda_graph.isEnabled()
+    panel.cuda_graph.setChecked(True)
+    assert panel.config().cuda_graph is False, "a greyed-out option must not reach the config"
+    panel.device.setCurrentText("gpu")
+    assert panel.cuda_graph.isEnabled() == backend.gpu_available()
+    if backend.gpu_available():
+        assert panel.config().cuda_graph is True
