@@ -55,12 +55,14 @@ class CapturedStep:
 
     `warmup` eager steps on (x, y) come first, and at least one in which every parameter already
     had a gradient (one more, if needed), so the optimiser's state and device tables exist before
-    recording.
+    recording; `warmed=True` says the caller has just run such a step itself (then none is run:
+    the Trainer records after its own eager step). Recording runs nothing: the first replay is
+    the first step the recording takes.
     After construction `loss` and `logits` are those of the last eager step; each replay
     overwrites them in place.
     """
 
-    def __init__(self, model, criterion, optimizer, x, y, warmup=2):
+    def __init__(self, model, criterion, optimizer, x, y, warmup=2, warmed=False):
         if not backend.gpu_available():
             raise CaptureError("CapturedStep needs a CUDA GPU with CuPy; this machine has none")
         import cupy
@@ -80,7 +82,7 @@ class CapturedStep:
         self.captures = 0
         self.graph = None
         self.loss = self.logits = None
-        self._warm = False
+        self._warm = bool(warmed)
         self._wait_for_caller()
         with self.stream:
             for _ in range(warmup):
@@ -122,21 +124,20 @@ class CapturedStep:
         count = self.optimizer.step_count
         self.stream.synchronize()
         self.graph = None
-        with self.stream:
-            self.optimizer.zero_grad()  # builds the zeroing table outside the recording
-            with blas.recording_graph(), cupy.cuda.using_allocator(self.pool.malloc):
-                self.stream.begin_capture()
+        with self.stream, blas.recording_graph(), cupy.cuda.using_allocator(self.pool.malloc):
+            self.stream.begin_capture()
+            try:
+                self._eager_step()
+            except BaseException as exc:
+                self.optimizer.step_count = count
                 try:
-                    self._eager_step()
-                except BaseException as exc:
-                    try:
-                        self.stream.end_capture()
-                    except Exception:
-                        pass
-                    if isinstance(exc, (cupy.cuda.runtime.CUDARuntimeError, RuntimeError, NotImplementedError)):
-                        raise CaptureError(f"CapturedStep: the step could not be recorded: {exc}") from exc
-                    raise
-                graph = self.stream.end_capture()
+                    self.stream.end_capture()
+                except Exception:
+                    pass
+                if isinstance(exc, (cupy.cuda.runtime.CUDARuntimeError, RuntimeError, NotImplementedError)):
+                    raise CaptureError(f"CapturedStep: the step could not be recorded: {exc}") from exc
+                raise
+            graph = self.stream.end_capture()
         self.optimizer.step_count = count
         self.graph = graph
         # The recording reads the optimiser's device tables through baked pointers: hold them, so

@@ -259,13 +259,14 @@ class Trainer:
             self._input_grad_skipped = True
         next_step = self.step + 1
         read = next_step % self.log_every == 0 or self.batch_in_epoch + 1 == len(self.train_loader)
-        if self._graph_ready(x):
-            # The whole step, update included, as one replay; the checks read what it left.
-            loss, logits = self._graph_step(x, y)
+        if self.captured is not None and tuple(x.shape) == self.captured.x.shape:
+            # cuda_graph: the whole step, update included, as one replay; the checks read what it left.
+            loss, logits = self.captured(x, y), self.captured.logits
             grad_norm = global_grad_norm(self.params) if read else None
             if read:
                 self._check_finite(next_step, loss, grad_norm)
         else:
+            had_grads = all(p.grad is not None for p in self.params)
             logits = self.model(x)
             loss = self.criterion(logits, y)
             self.optimizer.zero_grad()
@@ -278,6 +279,8 @@ class Trainer:
             if read:
                 self._check_finite(next_step, loss, grad_norm)
             self.optimizer.step()
+            if self.cuda_graph and self.captured is None and had_grads and len(x) == self.train_loader.batch_size:
+                self._record_step(x, y)
         if not isinstance(self.schedule, ReduceLROnPlateau):
             self.schedule.step()
         self.step = next_step
@@ -292,23 +295,20 @@ class Trainer:
         if not math.isfinite(grad_norm):
             raise TrainingDiverged(self._divergence_message(step, f"the gradient norm is {grad_norm}"))
 
-    def _graph_ready(self, x):
-        """With cuda_graph: replay (or record) this step? Not for the first step of a process (it
-        makes the gradients the recording needs) nor for a batch of another shape (an epoch's
-        last, smaller batch), which run eagerly."""
-        if not self.cuda_graph or self.params[0].grad is None:
-            return False
-        return self.captured is None or tuple(x.shape) == self.captured.x.shape
+    def _record_step(self, x, y):
+        """cuda_graph: record the step just taken (it ran eagerly with every gradient present, as a
+        recording needs) for the next full-size batches to replay. The first step of a process
+        and an epoch's smaller last batch run eagerly. If the step cannot be recorded (a host
+        sync inside it, say), training goes on eagerly with a warning."""
+        import warnings
 
-    def _graph_step(self, x, y):
-        """(loss, logits) of one step run through the CapturedStep, recording it on first use
-        (that first step runs eagerly, as CapturedStep's warm-up)."""
-        from .graph import CapturedStep
+        from .graph import CapturedStep, CaptureError
 
-        if self.captured is None:
-            self.captured = CapturedStep(self.model, self.criterion, self.optimizer, x, y, warmup=1)
-            return self.captured.loss, self.captured.logits
-        return self.captured(x, y), self.captured.logits
+        try:
+            self.captured = CapturedStep(self.model, self.criterion, self.optimizer, x, y, warmup=0, warmed=True)
+        except CaptureError as exc:
+            self.cuda_graph = False
+            warnings.warn(f"cuda_graph is off for this run: {exc}", RuntimeWarning, stacklevel=2)
 
     def _divergence_message(self, step, what):
         where = f"training diverged at step {step} (epoch {self.epoch + 1}): {what}"

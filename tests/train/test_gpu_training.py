@@ -53,9 +53,10 @@ def test_a_gpu_run_trains_logs_every_n_steps_and_resumes(tmp_path):
 
 
 def test_a_cuda_graph_run_trains_like_an_eager_run():
-    """cuda_graph=True: the first step runs eagerly, the next records the step, the rest replay it
-    (the learning rate changes every step under onecycle without a new recording); the last,
-    smaller batch of each epoch runs eagerly. The losses follow the eager run's."""
+    """cuda_graph=True: the first two steps run eagerly and the second is then recorded; the rest
+    replay it (one-cycle changes the learning rate and momentum every step without a new
+    recording); the last, smaller batch of each epoch runs eagerly. The losses follow the eager
+    run's."""
     train, test = tiny_mnist(n_train=200, n_test=64)  # batches of 32: six full ones and one of 8
     runs = {}
     for graph in (False, True):
