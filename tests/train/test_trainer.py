@@ -258,3 +258,65 @@ def test_stop_before_run_stops_before_the_first_step_and_run_again_continues(dat
     trainer.stop()
     assert trainer.run()["reason"] == "stopped" and trainer.step == 0
     assert trainer.run()["reason"] == "completed" and trainer.step == 6
+
+
+class _EagerStandIn:
+    """A CapturedStep stand-in for the CPU: records the calls the trainer makes and runs each
+    "replay" as the eager step, so the run must equal an eager one step for step."""
+
+    made = []
+
+    def __init__(self, model, criterion, optimizer, x, y, warmup=2, warmed=False):
+        assert (warmup, warmed) == (0, True), "the trainer records right after its own eager step"
+        assert all(p.grad is not None for p in optimizer.params)
+        self.model, self.criterion, self.optimizer = model, criterion, optimizer
+        self.x, self.replays = np.array(x), 0
+        _EagerStandIn.made.append(self)
+
+    def __call__(self, x, y):
+        assert x.shape == self.x.shape
+        self.replays += 1
+        self.logits = self.model(x)
+        loss = self.criterion(self.logits, y)
+        self.optimizer.zero_grad()
+        self.model.backward(self.criterion.backward())
+        self.optimizer.step()
+        return loss
+
+
+def test_cuda_graph_records_after_the_second_step_and_replays_full_batches_only(monkeypatch):
+    """The trainer's side of cuda_graph, on the CPU: when it records, which steps replay, and that
+    a recording that fails leaves the run training eagerly (CapturedStep itself is tested on a GPU)."""
+    from convlab import backend
+    from convlab.train import graph
+
+    train, test = tiny_mnist(n_train=200, n_test=64)  # batches of 32: six full ones and one of 8
+
+    def run(cuda_graph):
+        trainer = make_trainer(config(seed=5, schedule="onecycle"), train_data=train, test_data=test)
+        trainer.cuda_graph = cuda_graph
+        losses = []
+        trainer.on("step", lambda e: losses.append(e["loss"]))
+        trainer.run()
+        return trainer, losses
+
+    monkeypatch.setattr(backend, "gpu_available", lambda: True)
+    monkeypatch.setattr(graph, "CapturedStep", _EagerStandIn)
+    _EagerStandIn.made.clear()
+    eager, eager_losses = run(False)
+    replayed, losses = run(True)
+    (stand_in,) = _EagerStandIn.made
+    assert replayed.captured is stand_in
+    # Two epochs of six full batches replay, but for steps 1 and 2 (eager, then recorded); the
+    # batches of 8 run eagerly.
+    assert stand_in.replays == 12 - 2 and len(losses) == 14
+    np.testing.assert_allclose(losses, eager_losses, rtol=1e-6)
+
+    def refuse(*args, **kwargs):
+        raise graph.CaptureError("CapturedStep: the step could not be recorded: a host sync")
+
+    monkeypatch.setattr(graph, "CapturedStep", refuse)
+    with pytest.warns(RuntimeWarning, match="cuda_graph is off for this run: .*a host sync"):
+        failed, failed_losses = run(True)
+    assert failed.captured is None and failed.cuda_graph is False
+    np.testing.assert_allclose(failed_losses, eager_losses, rtol=1e-6)
