@@ -147,10 +147,12 @@ def _timed(step, sync, read_loss, seconds, warmup, max_steps):
     return steps, time.perf_counter() - t0, last
 
 
-def child_convlab(name, batch, args):
-    from convlab import backend, kernels, models, nn, optim
+def convlab_setup(name, batch, device="gpu"):
+    """(model, criterion, SGD optimiser, x, labels) of a benchmark step on `device`: the model in
+    training mode, one fixed batch of random data. Returns the device actually used too."""
+    from convlab import backend, models, nn, optim
 
-    device = backend.use("cpu" if args.dry_run else "gpu")
+    device = backend.use(device)
     backend.manual_seed(0)
     xp = backend.xp()
     model = models.get(name)
@@ -161,6 +163,13 @@ def child_convlab(name, batch, args):
     rng = np.random.default_rng(0)
     x = xp.asarray(rng.standard_normal((batch,) + shape).astype(np.float32))
     labels = xp.asarray(rng.integers(0, 10, batch))
+    return device, model, criterion, opt, x, labels
+
+
+def child_convlab(name, batch, args):
+    from convlab import kernels
+
+    device, model, criterion, opt, x, labels = convlab_setup(name, batch, "cpu" if args.dry_run else "gpu")
     pool = None
     if device == "gpu":
         import cupy

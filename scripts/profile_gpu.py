@@ -64,22 +64,10 @@ def timed(run_steps, sync, seconds):
     return (time.perf_counter() - t0) / n * 1e3
 
 
-def convlab_setup(name, batch, seed=0):
-    import cupy
+def convlab_setup(name, batch):
+    from bench_gpu import convlab_setup as setup
 
-    from convlab import backend, models, nn, optim
-
-    backend.use("gpu")
-    backend.manual_seed(seed)
-    model = models.get(name)
-    model.train()
-    criterion = nn.CrossEntropyLoss()
-    opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    shape = models.default_input_shape(name)
-    rng = np.random.default_rng(0)
-    x = cupy.asarray(rng.standard_normal((batch,) + shape).astype(np.float32))
-    labels = cupy.asarray(rng.integers(0, 10, batch))
-    return model, criterion, opt, x, labels
+    return setup(name, batch, "gpu")[1:]
 
 
 def profile_convlab(name, batch, args):
