@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import threading
 
 import numpy as np
 
@@ -26,23 +27,24 @@ COMPUTE_32F, COMPUTE_32F_FAST_TF32, COMPUTE_64F = 68, 77, 70
 GEMM_DEFAULT = -1
 WORKSPACE_BYTES = 32 << 20
 
-_state = {"recording": 0, "cublas": None}
+_state = {"cublas": None}
+_local = threading.local()  # a recording is made by one thread; others keep CuPy's matmul
 
 
 def recording() -> bool:
-    """True while a CUDA graph is being recorded through `recording_graph`."""
-    return _state["recording"] > 0
+    """True while this thread records a CUDA graph through `recording_graph`."""
+    return getattr(_local, "depth", 0) > 0
 
 
 @contextlib.contextmanager
 def recording_graph():
-    """Route `matmul` to the capturable cuBLAS path for the duration (nestable)."""
+    """Route this thread's `matmul` to the capturable cuBLAS path for the duration (nestable)."""
     prepare()
-    _state["recording"] += 1
+    _local.depth = getattr(_local, "depth", 0) + 1
     try:
         yield
     finally:
-        _state["recording"] -= 1
+        _local.depth -= 1
 
 
 def matmul(a, b):
@@ -118,7 +120,8 @@ def _product(a, b, call):
 # -- cuBLAS through ctypes -----------------------------------------------------------------------
 
 class _Cublas:
-    """A cuBLAS handle of our own with its own workspace; the stream is set per call."""
+    """A cuBLAS handle of our own with its own workspace; the stream is set per call. Only a
+    thread that is recording uses it (the GUI trains in a worker thread)."""
 
     def __init__(self):
         import cupy

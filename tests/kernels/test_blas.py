@@ -85,5 +85,18 @@ def test_describe_says_which_memory_needs_a_copy():
     assert blas._describe(np.broadcast_to(np.zeros((1, 1, 6)), (1, 4, 6))) is None  # zero row stride
 
 
-def test_matmul_is_cupys_outside_a_recording():
+def test_recording_is_per_thread_and_nests(monkeypatch):
+    import threading
+
+    monkeypatch.setattr(blas, "prepare", lambda: None)
+    seen = []
     assert not blas.recording()
+    with blas.recording_graph():
+        with blas.recording_graph():
+            assert blas.recording()
+        assert blas.recording()
+        other = threading.Thread(target=lambda: seen.append(blas.recording()))
+        other.start()
+        other.join()
+    assert not blas.recording()
+    assert seen == [False], "another thread's products must not take the recording's path"
