@@ -58,8 +58,8 @@ class CapturedStep:
     recording; `warmed=True` says the caller has just run such a step itself (then none is run:
     the Trainer records after its own eager step). Recording runs nothing: the first replay is
     the first step the recording takes.
-    After construction `loss` and `logits` are those of the last eager step; each replay
-    overwrites them in place.
+    `loss` and `logits` are the recording's outputs: each replay writes them in place (before
+    the first replay they hold nothing yet).
     """
 
     def __init__(self, model, criterion, optimizer, x, y, warmup=2, warmed=False):

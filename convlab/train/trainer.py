@@ -259,9 +259,11 @@ class Trainer:
             self._input_grad_skipped = True
         next_step = self.step + 1
         read = next_step % self.log_every == 0 or self.batch_in_epoch + 1 == len(self.train_loader)
+        loss = None
         if self.captured is not None and tuple(x.shape) == self.captured.x.shape:
             # cuda_graph: the whole step, update included, as one replay; the checks read what it left.
-            loss, logits = self.captured(x, y), self.captured.logits
+            loss, logits = self._replay(x, y)
+        if loss is not None:
             grad_norm = global_grad_norm(self.params) if read else None
             if read:
                 self._check_finite(next_step, loss, grad_norm)
@@ -300,15 +302,29 @@ class Trainer:
         recording needs) for the next full-size batches to replay. The first step of a process
         and an epoch's smaller last batch run eagerly. If the step cannot be recorded (a host
         sync inside it, say), training goes on eagerly with a warning."""
-        import warnings
-
         from .graph import CapturedStep, CaptureError
 
         try:
             self.captured = CapturedStep(self.model, self.criterion, self.optimizer, x, y, warmup=0, warmed=True)
         except CaptureError as exc:
-            self.cuda_graph = False
-            warnings.warn(f"cuda_graph is off for this run: {exc}", RuntimeWarning, stacklevel=2)
+            self._graph_off(exc)
+
+    def _replay(self, x, y):
+        """(loss, logits) of the recorded step on (x, y); (None, None) if it had to be recorded
+        again and could not be (nothing ran: the caller takes the step eagerly)."""
+        from .graph import CaptureError
+
+        try:
+            return self.captured(x, y), self.captured.logits
+        except CaptureError as exc:
+            self._graph_off(exc)
+            return None, None
+
+    def _graph_off(self, exc):
+        import warnings
+
+        self.cuda_graph, self.captured = False, None
+        warnings.warn(f"cuda_graph is off for this run: {exc}", RuntimeWarning, stacklevel=3)
 
     def _divergence_message(self, step, what):
         where = f"training diverged at step {step} (epoch {self.epoch + 1}): {what}"

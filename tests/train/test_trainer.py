@@ -320,3 +320,18 @@ def test_cuda_graph_records_after_the_second_step_and_replays_full_batches_only(
         failed, failed_losses = run(True)
     assert failed.captured is None and failed.cuda_graph is False
     np.testing.assert_allclose(failed_losses, eager_losses, rtol=1e-6)
+
+    class RefusesLater(_EagerStandIn):
+        """Records, replays three steps, then cannot record again (nothing runs on that call)."""
+
+        def __call__(self, x, y):
+            if self.replays == 3:
+                raise graph.CaptureError("CapturedStep: the step could not be recorded: late")
+            return super().__call__(x, y)
+
+    _EagerStandIn.made.clear()
+    monkeypatch.setattr(graph, "CapturedStep", RefusesLater)
+    with pytest.warns(RuntimeWarning, match="cuda_graph is off for this run: .*late"):
+        later, later_losses = run(True)
+    assert later.captured is None and _EagerStandIn.made[0].replays == 3
+    np.testing.assert_allclose(later_losses, eager_losses, rtol=1e-6)
