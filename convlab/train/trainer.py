@@ -268,7 +268,8 @@ class Trainer:
             if read:
                 self._check_finite(next_step, loss, grad_norm)
         else:
-            had_grads = all(p.grad is not None for p in self.params)
+            # (checked only while a recording is still to be made: it costs a pass over the parameters)
+            recordable = self.cuda_graph and self.captured is None and all(p.grad is not None for p in self.params)
             logits = self.model(x)
             loss = self.criterion(logits, y)
             self.optimizer.zero_grad()
@@ -281,7 +282,7 @@ class Trainer:
             if read:
                 self._check_finite(next_step, loss, grad_norm)
             self.optimizer.step()
-            if self.cuda_graph and self.captured is None and had_grads and len(x) == self.train_loader.batch_size:
+            if recordable and len(x) == self.train_loader.batch_size:
                 self._record_step(x, y)
         if not isinstance(self.schedule, ReduceLROnPlateau):
             self.schedule.step()

@@ -7,6 +7,7 @@ Skipped (at collection) where CuPy is missing or sees no GPU. Runs from a plain 
 installing convlab: `PYTHONPATH=. python -m pytest tests/gpu`.
 """
 
+import contextlib
 import copy
 
 import numpy as np
@@ -39,18 +40,28 @@ pytestmark = pytest.mark.gpu
 SEEDS = range(12)
 
 
-@pytest.fixture(params=["fast paths", "functional on CuPy"])
-def gpu(request):
-    """Run on the GPU, with convlab's CUDA fast paths on or off, and float32 products without TF32."""
+@contextlib.contextmanager
+def kernels_set(enabled):
+    """convlab's CUDA fast paths on or off and float32 products without TF32; afterwards both as
+    they were, and the CPU as the device."""
     from convlab import kernels
 
     was_enabled, was_tf32 = kernels.enabled(), kernels.tf32_enabled()
-    kernels.enable(request.param == "fast paths")
+    kernels.enable(enabled)
     kernels.set_tf32(False)
-    yield request.param
-    kernels.enable(was_enabled)
-    kernels.set_tf32(was_tf32)
-    backend.use("cpu")
+    try:
+        yield
+    finally:
+        kernels.enable(was_enabled)
+        kernels.set_tf32(was_tf32)
+        backend.use("cpu")
+
+
+@pytest.fixture(params=["fast paths", "functional on CuPy"])
+def gpu(request):
+    """Run on the GPU, with convlab's CUDA fast paths on or off, and float32 products without TF32."""
+    with kernels_set(request.param == "fast paths"):
+        yield request.param
 
 
 def on_gpu_like(a, reference):
@@ -294,15 +305,8 @@ def _small_net_and_data(seed, optimizer="SGD"):
 
 @pytest.fixture
 def fast_paths():
-    from convlab import kernels
-
-    was_enabled, was_tf32 = kernels.enabled(), kernels.tf32_enabled()
-    kernels.enable(True)
-    kernels.set_tf32(False)
-    yield
-    kernels.enable(was_enabled)
-    kernels.set_tf32(was_tf32)
-    backend.use("cpu")
+    with kernels_set(True):
+        yield
 
 
 def _schedule(i, opt):
