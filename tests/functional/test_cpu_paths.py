@@ -417,7 +417,9 @@ def test_max_pool2d_ties_go_to_the_first_max(name, kind):
     ry, dy, rdx = reference_max_pool(x, lambda s: np.random.default_rng(2).standard_normal(s),
                                      kernel, stride, padding, ceil_mode)
     parallel.set_num_threads(1)
-    for layout, xin in (("NCHW", x), ("channels-last", channels_last(x))):
+    strided = np.zeros(shape[:3] + (2 * shape[3],))[..., ::2]  # neither layout: the per-offset path
+    strided[...] = x
+    for layout, xin in (("NCHW", x), ("channels-last", channels_last(x)), ("strided", strided)):
         y, cache = pool.max_pool2d(xin, kernel, stride, padding, ceil_mode)
         np.testing.assert_array_equal(y, ry, err_msg=f"{layout} forward")
         dx = pool.max_pool2d_backward(channels_last(dy), cache)
@@ -425,9 +427,12 @@ def test_max_pool2d_ties_go_to_the_first_max(name, kind):
 
 
 @pytest.mark.parametrize("name", POOL_CASES)
-def test_max_pool2d_reduces_rows_first_only_for_tiled_dense_few_channels(name, monkeypatch):
-    """Tiling windows over a dense buffer with C <= 16 reduce the kernel's rows along whole image rows;
-    everything else takes the per-offset path. Both give the reference (the tests above)."""
+def test_max_pool2d_takes_the_flat_path_exactly_for_tiling_windows(name, monkeypatch):
+    """Windows that tile the buffer (stride = kernel, no overlap, no gap) run on the flat memory
+    of a dense buffer: channels-last inputs, C-contiguous NCHW inputs (one plane an item) and
+    padded ceil-mode buffers (channels-last) alike, when a run (C, or 1 for planes) is short.
+    Other geometries, long runs and strided inputs take the per-offset path. Both give the
+    reference (the tests above)."""
     shape, kernel, stride, padding, ceil_mode, tiled = POOL_CASES[name]
     slots = []
     real = pool.scratch
@@ -438,11 +443,17 @@ def test_max_pool2d_reduces_rows_first_only_for_tiled_dense_few_channels(name, m
 
     monkeypatch.setattr(pool, "scratch", spy)
     x = tie_inputs(shape, "relu zeros")
-    for layout, xin in (("NCHW", x), ("channels-last", channels_last(x))):
+    strided = np.zeros(shape[:3] + (2 * shape[3],))[..., ::2]
+    strided[...] = x
+    short = shape[1] <= pool.TILED_MAX_RUN  # channels-last runs are C long; NCHW planes' are 1
+    for layout, xin, flat in (("NCHW", x, tiled and (short or not ceil_mode)),
+                              ("channels-last", channels_last(x), tiled and short),
+                              ("strided", strided, tiled and ceil_mode and short)):
         del slots[:]
-        pool.max_pool2d(xin, kernel, stride, padding, ceil_mode)
-        dense = layout == "channels-last" or ceil_mode  # ceil mode copies into a dense padded buffer
-        assert ("poolrows" in slots) == (tiled and dense and shape[1] <= 16), (layout, slots)
+        y, cache = pool.max_pool2d(xin, kernel, stride, padding, ceil_mode)
+        pool.max_pool2d_backward(np.ones(y.shape), cache)
+        assert ("poolrowmax" in slots) == flat, (layout, slots)
+        assert (cache[0] == "tiled") == flat
 
 
 @pytest.mark.parametrize("kind", ["integers 0..2", "relu zeros"])
@@ -482,6 +493,7 @@ def test_max_pool2d_two_threads_equal_one(name, kind, chunking, monkeypatch):
     y1, dx1 = run()
     parallel.set_num_threads(2)
     monkeypatch.setattr(parallel, "_MIN_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(pool, "TILED_MIN_PARALLEL_BYTES", 0)
     if chunking == "one image per chunk":
         monkeypatch.setattr(pool, "grain_for", lambda n, bytes_per_item, target=0: 1)
     spy = Spy(monkeypatch, pool)
