@@ -268,12 +268,11 @@ def _max_pool_tiled_backward(dy, cache):
     def body(s_, e, t):
         f, d = xd[s_:e].reshape(-1), dx[s_:e].reshape(-1)
         d.fill(0)
-        rem = scratch(xp, g_items[s_:e].shape, dy.dtype, "poolrem")
-        xp.copyto(rem, g_items[s_:e])
-        part = scratch(xp, rem.shape, dy.dtype, "poolpart")
+        rem = g_items[s_:e]  # what no lower row has claimed yet
         for a in range(k[0] - 1, 0, -1):  # the last row that beat all rows above it claims the gradient
+            part = scratch(xp, rem.shape, dy.dtype, f"poolrowpart{a % 2}")
             xp.multiply(rem, down[a - 1, s_:e], out=part)
-            rem -= part
+            rem = xp.subtract(rem, part, out=scratch(xp, rem.shape, dy.dtype, f"poolrowrem{a % 2}"))
             _copy_runs(_starts(d, k, out, c, row=a), part)
         _copy_runs(_starts(d, k, out, c), rem)
         _route_across(d, f, c, k[1])
