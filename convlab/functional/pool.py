@@ -2,7 +2,9 @@
 
 Pooling works on the channels-last view of the input (conv outputs are channels-last in
 memory) and visits windows one kernel offset at a time (kh·kw strided views): no loop over the
-batch, the channels or the pixels.
+batch, the channels or the pixels. Max pooling whose windows tile a dense buffer with short
+runs (the 2×2/2 after a convolution with few channels, or NCHW planes) works on the buffer's
+flat memory instead, where each strided view would loop over runs of a few values.
 """
 
 from __future__ import annotations
