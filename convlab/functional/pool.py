@@ -212,7 +212,7 @@ def _tiled_grain(m, xd):
     thread and handing it the GIL for each op cost more than it saved: LeNet-5's second pool at
     batch 128, 3 MiB, took 0.20 ms backward on one thread and 0.32 ms split over two; its first,
     9 MiB, 0.94 ms on one and 0.71 ms on two)."""
-    per_item = 4 * xd.itemsize * xd[0].size  # input, row maxima, gradient, scratch
+    per_item = 4 * xd.itemsize * (xd.size // max(m, 1))  # input, row maxima, gradient, scratch
     if m * per_item < TILED_MIN_PARALLEL_BYTES:
         return m
     return grain_for(m, per_item, target=1 << 40)

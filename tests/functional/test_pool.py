@@ -95,3 +95,15 @@ def test_avg_pool2d_ceil_mode_window_divides_by_the_cells_inside_the_padded_inpu
 def test_pool_output_size_ceil_mode_keeps_the_last_window_inside(size, kernel, stride, padding, ceil_mode,
                                                                   expected):
     assert F.pool_output_size(size, kernel, stride, padding, 1, ceil_mode) == expected
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "channels-last"])
+@pytest.mark.parametrize("kernel, stride", [(2, None), (3, 2)])
+def test_max_pool2d_takes_an_empty_batch(layout, kernel, stride):
+    x = np.zeros((0, 6, 8, 8), np.float32)
+    if layout == "channels-last":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    y, cache = F.max_pool2d(x, kernel, stride)
+    out = 4 if kernel == 2 else 3
+    assert y.shape == (0, 6, out, out)
+    assert F.max_pool2d_backward(np.zeros(y.shape, np.float32), cache).shape == x.shape
