@@ -188,8 +188,8 @@ def _max_pool_tiled(x, dense, k, p, out):
         for a in range(k[0]):
             _copy_runs(rows[a], _starts(rowmax, k, out, c, row=a))
         _first_max_wins(list(rows), "poolrow", wins=list(down[:, s_:e]))
-        xp.copyto(y[s_:e], rows[0]) if k[0] == 1 else xp.maximum(rows[0], rows[1], out=y[s_:e])
-        for a in range(2, k[0]):
+        xp.copyto(y[s_:e], rows[0])
+        for a in range(1, k[0]):
             xp.maximum(y[s_:e], rows[a], out=y[s_:e])
 
     parallel_for(m, _tiled_grain(m, xd), body, xp)
@@ -228,14 +228,17 @@ def max_pool2d_backward(dy, cache):
     xp = get_array_module(dy)
     n, c, h, w = x_shape
     dy_nhwc = dy.transpose(0, 2, 3, 1)
-    dxb = xp.zeros(xb.shape, dtype=dy.dtype)
+    # Windows that tile the buffer exactly (long runs: see TILED_MAX_RUN) write each input cell
+    # once: assign, no zeroing, no sum.
+    tiled = s == k and all(o * kk == b for o, kk, b in zip(out, k, xb.shape[1:3]))
+    dxb = xp.empty(xb.shape, dtype=dy.dtype) if tiled else xp.zeros(xb.shape, dtype=dy.dtype)
     last = k[0] * k[1] - 1
 
     def body(s_, e, t):
         shape = (e - s_,) + out + (c,)
         open_ = scratch(xp, shape, bool, "open")  # windows whose max is not claimed yet
         hit = scratch(xp, shape, bool, "hit")
-        part = scratch(xp, shape, dy.dtype, "part")
+        part = None if tiled else scratch(xp, shape, dy.dtype, "part")
         g, yc = dy_nhwc[s_:e], y[s_:e]
         for i, (v, d) in enumerate(zip(_offsets(xb[s_:e], k, s, out), _offsets(dxb[s_:e], k, s, out))):
             xp.equal(v, yc, out=hit)
@@ -246,8 +249,11 @@ def max_pool2d_backward(dy, cache):
                     xp.greater(open_, hit, out=open_)  # open and not hit
                 else:
                     xp.logical_not(hit, out=open_)
-            xp.multiply(g, hit, out=part)
-            d += part
+            if tiled:
+                xp.multiply(g, hit, out=d)
+            else:
+                xp.multiply(g, hit, out=part)
+                d += part
 
     # Chunks of about 4 MiB, twice the forward's: a chunk makes 4 NumPy calls per kernel offset,
     # each a hand-over of the GIL between the two threads; fewer chunks, fewer calls.
