@@ -1,4 +1,6 @@
-"""Single-layer benchmark: a 64→64 3×3 convolution, forward + backward, convlab vs PyTorch.
+"""Single-layer benchmark, forward + backward, convlab vs PyTorch: 64→64 convolutions (3×3,
+strided, 1×1, depthwise) on 64×32×32, and 2×2 max pooling on LeNet-5's first feature maps
+(6×28×28) and on a VGG block's (64×32×32).
 
 Each framework gets the same values in the layout its layers produce and take inside a network:
 channels-last memory for convlab (every convlab conv writes its output channels-last), NCHW for
@@ -23,6 +25,11 @@ def _channels_last(a):
     return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
 
 
+def _ms(seconds):
+    ms = seconds * 1e3
+    return f"{ms:.2f}" if ms < 10 else f"{ms:.1f}"
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--threads", type=int, default=2)
@@ -38,40 +45,44 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     convlab.backend.use("cpu")
     rs = np.random.default_rng(0)
-    n, c, h, w = args.batch, 64, 32, 32
-    x = rs.standard_normal((n, c, h, w)).astype(np.float32)
-    dy = rs.standard_normal((n, c, h, w)).astype(np.float32)
-    x_cl = _channels_last(x)  # convlab's own layout; the same values
+    n = args.batch
+    conv_kw = dict(kernel_size=3, padding=1)
+    cases = [  # label, input (C, H, W), the layer in convlab and in PyTorch
+        ("conv 3x3 64->64 pad 1", (64, 32, 32), nn.Conv2d, torch.nn.Conv2d, (64, 64), conv_kw),
+        ("conv 3x3 64->64 stride 2", (64, 32, 32), nn.Conv2d, torch.nn.Conv2d, (64, 64), dict(conv_kw, stride=2)),
+        ("conv 1x1 64->64", (64, 32, 32), nn.Conv2d, torch.nn.Conv2d, (64, 64), dict(kernel_size=1)),
+        ("depthwise 3x3 (groups 64)", (64, 32, 32), nn.Conv2d, torch.nn.Conv2d, (64, 64), dict(conv_kw, groups=64)),
+        ("max pool 2x2 on 6x28x28", (6, 28, 28), nn.MaxPool2d, torch.nn.MaxPool2d, (2,), {}),
+        ("max pool 2x2 on 64x32x32", (64, 32, 32), nn.MaxPool2d, torch.nn.MaxPool2d, (2,), {}),
+    ]
 
     rows = []
-    for label, kw in [("conv 3x3 64->64 pad 1", dict(kernel_size=3, padding=1)),
-                      ("conv 3x3 64->64 stride 2", dict(kernel_size=3, padding=1, stride=2)),
-                      ("conv 1x1 64->64", dict(kernel_size=1)),
-                      ("depthwise 3x3 (groups 64)", dict(kernel_size=3, padding=1, groups=64))]:
-        conv = nn.Conv2d(c, c, **kw)
-        tconv = torch.nn.Conv2d(c, c, **kw)
-        tconv.load_state_dict({k: torch.from_numpy(v) for k, v in conv.state_dict().items()})
+    for label, chw, make, make_torch, pos, kw in cases:
+        # after a ReLU, as inside a network: max pooling then sees ties at zero
+        x = np.maximum(rs.standard_normal((n,) + chw), 0).astype(np.float32)
+        x_cl = _channels_last(x)  # convlab's own layout; the same values
+        layer, tlayer = make(*pos, **kw), make_torch(*pos, **kw)
+        if layer.state_dict():
+            tlayer.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
         xt = torch.from_numpy(x).requires_grad_(True)
-        y0 = conv(x_cl)
-        dyl = dy[:, :, : y0.shape[2], : y0.shape[3]].copy()
+        dyl = rs.standard_normal(layer(x_cl).shape).astype(np.float32)
         dyt = torch.from_numpy(dyl)
         dyl_cl = _channels_last(dyl)
 
-        def step_convlab(conv=conv, dyl=dyl_cl):
-            conv.zero_grad()
-            conv(x_cl)
-            conv.backward(dyl)
+        def step_convlab(layer=layer, x_cl=x_cl, dyl=dyl_cl):
+            layer.zero_grad()
+            layer(x_cl)
+            layer.backward(dyl)
 
-        def step_torch(tconv=tconv, xt=xt, dyt=dyt):
-            tconv.zero_grad()
+        def step_torch(tlayer=tlayer, xt=xt, dyt=dyt):
+            tlayer.zero_grad()
             xt.grad = None
-            tconv(xt).backward(dyt)
+            tlayer(xt).backward(dyt)
 
         t = interleaved_medians({"convlab": step_convlab, "torch": step_torch}, rounds=args.rounds)
-        rows.append([label, f"{t['convlab'] * 1e3:.1f}", f"{t['torch'] * 1e3:.1f}",
-                     f"{t['convlab'] / t['torch']:.2f}"])
-    print(f"forward+backward, batch {n}x{c}x{h}x{w}, float32, {args.threads} threads, "
-          f"median of {args.rounds}; input and gradient channels-last for convlab, NCHW for PyTorch")
+        rows.append([label, _ms(t["convlab"]), _ms(t["torch"]), f"{t['convlab'] / t['torch']:.2f}"])
+    print(f"forward+backward, batch {n}, float32, {args.threads} threads, median of {args.rounds}; "
+          "input and gradient channels-last for convlab, NCHW for PyTorch")
     print(table(["layer", "convlab ms", "torch ms", "convlab/torch time"], rows))
 
 
