@@ -173,7 +173,8 @@ def _max_pool_tiled(x, dense, k, p, out):
     from whole-buffer ops on flat memory (candidates c apart: long contiguous runs, not one run
     of c values per window); the kh rows of every window are then gathered, each run of c values
     at once, and compared whole. The backward keeps which row won (kh - 1 masks of y's size).
-    LeNet-5's first pool (C = 6, batch 128, one thread): 0.52 -> 0.25 ms."""
+    LeNet-5's first pool (C = 6, batch 128), against the per-offset path in one process: forward
+    0.44 -> 0.38 ms on one thread (level on two), backward 1.84 -> 0.96 ms (1.15 -> 0.62 on two)."""
     xp = get_array_module(x)
     xd, planes = dense
     m, hb, wb, c = xd.shape
