@@ -74,7 +74,7 @@ def _dense_windows(x, xb):
     gives (N, Hb, Wb, C); a C-contiguous NCHW input gives (N·C, H, W, 1), one plane an item."""
     if xb.flags.c_contiguous:
         return xb, False
-    if xb.base is not None and x.flags.c_contiguous and xb.shape[1:3] == x.shape[2:]:
+    if x.flags.c_contiguous:  # then xb is x's own channels-last view: padding makes a dense copy
         n, c, h, w = x.shape
         return x.reshape(n * c, h, w, 1), True
     return None
@@ -177,7 +177,7 @@ def _max_pool_tiled(x, dense, k, p, out):
     0.44 -> 0.38 ms on one thread (level on two), backward 1.84 -> 0.96 ms (1.15 -> 0.62 on two)."""
     xp = get_array_module(x)
     xd, planes = dense
-    m, hb, wb, c = xd.shape
+    m, c = xd.shape[0], xd.shape[-1]
     y = xp.empty((m,) + out + (c,), dtype=x.dtype)
     down = xp.empty((k[0] - 1, m) + out + (c,), dtype=bool)  # row a beat rows 0..a-1
 
@@ -189,9 +189,13 @@ def _max_pool_tiled(x, dense, k, p, out):
         for a in range(k[0]):
             _copy_runs(rows[a], _starts(rowmax, k, out, c, row=a))
         _first_max_wins(list(rows), "poolrow", wins=list(down[:, s_:e]))
-        xp.copyto(y[s_:e], rows[0])
-        for a in range(1, k[0]):
-            xp.maximum(y[s_:e], rows[a], out=y[s_:e])
+        yc = y[s_:e]
+        if k[0] == 1:
+            xp.copyto(yc, rows[0])
+        else:  # pairwise from the first two rows: no copy of row 0 first (20 µs against 30 here)
+            xp.maximum(rows[0], rows[1], out=yc)
+        for a in range(2, k[0]):
+            xp.maximum(yc, rows[a], out=yc)
 
     parallel_for(m, _tiled_grain(m, xd), body, xp)
     n, ch = x.shape[:2]
@@ -269,8 +273,7 @@ def _max_pool_tiled_backward(dy, cache):
     memory, to the first maximum of that row's window columns."""
     _, xd, down, planes, x_shape, k, p, out = cache
     xp = get_array_module(dy)
-    n, ch, h, w = x_shape
-    m, hb, wb, c = xd.shape
+    m, c = xd.shape[0], xd.shape[-1]
     g_items = dy.reshape(m, *out, 1) if planes else dy.transpose(0, 2, 3, 1)
     dx = xp.empty(xd.shape, dtype=dy.dtype)
 
@@ -289,7 +292,7 @@ def _max_pool_tiled_backward(dy, cache):
     parallel_for(m, _tiled_grain(m, xd), body, xp)
     if planes:
         return dx.reshape(x_shape)
-    return _crop_nchw(dx, p, h, w)
+    return _crop_nchw(dx, p, *x_shape[2:])
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
