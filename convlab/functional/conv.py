@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+from numpy.lib.stride_tricks import as_strided as _np_as_strided
+
 from .. import kernels
 from ..backend import get_array_module
 from ..parallel import Sums, grain_for, parallel_for
@@ -75,12 +78,22 @@ def _pad_nhwc(x_nhwc, pads, xp, slot="pad", zero_rows=True):
     return out
 
 
-def _as_strided(xp, a, shape, strides):
-    """A strided view of `a` (NumPy's or CuPy's as_strided): no copy, no bounds check."""
-    if xp.__name__ == "numpy":
-        from numpy.lib.stride_tricks import as_strided
-    else:
-        from cupy.lib.stride_tricks import as_strided
+def _as_strided(xp, a, shape, strides, offset=0):
+    """A strided view of `a`'s memory, `offset` bytes in (offset needs a C-contiguous `a`).
+
+    For a C-contiguous NumPy array the view is built by the ndarray constructor, which also
+    checks that it stays inside `a` (0.7 µs, against 3 µs for as_strided: a LeNet-5 training
+    step builds dozens, each holding the GIL the other thread waits for). Otherwise it is
+    NumPy's or CuPy's as_strided, which checks nothing."""
+    if xp is np and a.flags.c_contiguous:
+        return np.ndarray(shape, a.dtype, a, offset, strides)
+    if offset:
+        if not a.flags.c_contiguous:
+            raise ValueError("_as_strided: an offset needs a C-contiguous array")
+        a = a.reshape(-1)[offset // a.itemsize:]
+    if xp is np:
+        return _np_as_strided(a, shape, strides)
+    from cupy.lib.stride_tricks import as_strided
     return as_strided(a, shape, strides)
 
 
@@ -119,10 +132,14 @@ def row_expand(x_pad, kw, stride_w, dilation_w, wo, out, rows=None):
     xp = get_array_module(x_pad)
     n, hp, _, c = x_pad.shape
     r0, r1 = (0, hp) if rows is None else rows
-    src = x_pad[:, r0:r1]
-    sn, sh_, sw_, sc = src.strides
+    sn, sh_, sw_, sc = x_pad.strides
     dst = out.reshape(n, hp, wo, kw, c)[:, r0:r1]
-    xp.copyto(dst, _as_strided(xp, src, dst.shape, (sn, sh_, sw_ * stride_w, sw_ * dilation_w, sc)))
+    strides = (sn, sh_, sw_ * stride_w, sw_ * dilation_w, sc)
+    if x_pad.flags.c_contiguous:  # the fast view, rows r0 on
+        src = _as_strided(xp, x_pad, dst.shape, strides, offset=r0 * sh_)
+    else:
+        src = _as_strided(xp, x_pad[:, r0:r1], dst.shape, strides)
+    xp.copyto(dst, src)
     return out.reshape(n, hp * wo, kw * c)
 
 
@@ -236,7 +253,8 @@ def _tiled_bias(bias, pixels, xp):
     """bias (O,) repeated over r pixels, r the largest divisor of `pixels` with r·O ≤ 2048, so
     adding it to (M, O) output rows, viewed as (M/r, r·O), runs along long rows: broadcasting
     the short (O,) row itself costs a loop per pixel (8× slower for LeNet's six channels)."""
-    return xp.tile(bias, _bias_repeats(bias.shape[0], pixels))
+    o = bias.shape[0]
+    return xp.broadcast_to(bias, (_bias_repeats(o, pixels), o)).reshape(-1)  # np.tile, without its Python
 
 
 @functools.lru_cache(maxsize=256)

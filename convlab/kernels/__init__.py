@@ -34,6 +34,8 @@ def accepts(*arrays) -> bool:
     if not _state["enabled"]:
         return False
     for a in arrays:
+        if type(a) is np.ndarray:  # the common CPU case, answered before any string work
+            return False
         if type(a).__module__.split(".")[0] != "cupy" or a.dtype not in _FAST_DTYPES:
             return False
     return True

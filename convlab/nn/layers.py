@@ -15,17 +15,23 @@ def _empty(*shape):
     return backend.xp().zeros(shape, dtype=backend.default_dtype())
 
 
+def _name(layer):
+    """A layer's name for an error message: `layer` is the name or a function that makes it (the
+    checks run on every forward, and formatting a Conv2d's description costs microseconds)."""
+    return layer() if callable(layer) else layer
+
+
 def _check_rank(layer, x, ndim, what):
     if getattr(x, "ndim", None) != ndim:
         raise ValueError(
-            f"{layer}: expected a {ndim}-D input {what}, got shape {tuple(getattr(x, 'shape', ()))}"
+            f"{_name(layer)}: expected a {ndim}-D input {what}, got shape {tuple(getattr(x, 'shape', ()))}"
         )
 
 
 def _check_channels(layer, x, channels, axis=1):
     if x.shape[axis] != channels:
         raise ValueError(
-            f"{layer}: expected {channels} input channels (axis {axis}), got {x.shape[axis]} "
+            f"{_name(layer)}: expected {channels} input channels (axis {axis}), got {x.shape[axis]} "
             f"in input of shape {tuple(x.shape)}"
         )
 
@@ -77,8 +83,8 @@ class Conv2d(Module):
     _relu_out = None  # the output, when forward applied a ReLU
 
     def forward(self, x, relu=False):
-        _check_rank(self._describe(), x, 4, "(N, C, H, W)")
-        _check_channels(self._describe(), x, self.in_channels)
+        _check_rank(self._describe, x, 4, "(N, C, H, W)")
+        _check_channels(self._describe, x, self.in_channels)
         _, ho, wo = self.output_shape(x.shape[1:])
         if ho < 1 or wo < 1:
             raise ValueError(
@@ -112,9 +118,12 @@ class Linear(Module):
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
+    def _describe(self):
+        return f"Linear({self.extra_repr()})"
+
     def forward(self, x):
-        _check_rank(f"Linear({self.extra_repr()})", x, 2, "(N, features)")
-        _check_channels(f"Linear({self.extra_repr()})", x, self.in_features)
+        _check_rank(self._describe, x, 2, "(N, features)")
+        _check_channels(self._describe, x, self.in_features)
         y, self._cache = F.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
         return y
 
@@ -138,8 +147,11 @@ class MaxPool2d(Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}" + (
             ", ceil_mode=True" if self.ceil_mode else "")
 
+    def _describe(self):
+        return f"MaxPool2d({self.extra_repr()})"
+
     def forward(self, x):
-        _check_rank(f"MaxPool2d({self.extra_repr()})", x, 4, "(N, C, H, W)")
+        _check_rank(self._describe, x, 4, "(N, C, H, W)")
         y, self._cache = F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
         return y
 
@@ -159,8 +171,11 @@ class AvgPool2d(Module):
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
+    def _describe(self):
+        return f"AvgPool2d({self.extra_repr()})"
+
     def forward(self, x):
-        _check_rank(f"AvgPool2d({self.extra_repr()})", x, 4, "(N, C, H, W)")
+        _check_rank(self._describe, x, 4, "(N, C, H, W)")
         y, self._cache = F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                                       self.count_include_pad)
         return y
@@ -227,10 +242,12 @@ class _BatchNorm(Module):
     fuses_relu = True  # see Module.fuses_relu
     _relu_out = None  # the output, when forward applied a ReLU
 
+    def _describe(self):
+        return f"{type(self).__name__}({self.num_features})"
+
     def forward(self, x, relu=False):
-        name = f"{type(self).__name__}({self.num_features})"
-        _check_rank(name, x, self._ndim, "(N, C, H, W)" if self._ndim == 4 else "(N, C)")
-        _check_channels(name, x, self.num_features)
+        _check_rank(self._describe, x, self._ndim, "(N, C, H, W)" if self._ndim == 4 else "(N, C)")
+        _check_channels(self._describe, x, self.num_features)
         use_batch = self.training or not self.track_running_stats
         counting = self.training and self.track_running_stats
         tracked = int(self.num_batches_tracked) + 1 if counting and self.momentum is None else 0
@@ -241,7 +258,7 @@ class _BatchNorm(Module):
                 self.running_mean, self.running_var, training=use_batch, momentum=self.momentum, eps=self.eps,
                 num_batches_tracked=tracked, relu=relu)
         except ValueError as e:
-            raise ValueError(f"{name}: {e}") from None
+            raise ValueError(f"{self._describe()}: {e}") from None
         if counting:
             self.num_batches_tracked += 1
         self._relu_out = y if relu else None
