@@ -15,6 +15,7 @@ every result is bitwise reproducible.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 
@@ -234,10 +235,16 @@ _MIN_PARALLEL_BYTES = 1 << 20
 def grain_for(n: int, bytes_per_item: int, target: int = 1 << 21) -> int:
     """Items per chunk so a chunk's working set is about `target` bytes (2 MiB: one core's L2),
     evened out so every thread gets the same number of chunks (no thread idles at the end)."""
-    if n * bytes_per_item < _MIN_PARALLEL_BYTES:
+    return _grain(int(n), int(bytes_per_item), int(target), num_threads(), _MIN_PARALLEL_BYTES)
+
+
+@functools.lru_cache(maxsize=1024)
+def _grain(n, bytes_per_item, target, t, min_parallel):
+    """grain_for's answer, worked out once per question (a training step asks the same ones
+    every step, and the search below costs microseconds of the GIL)."""
+    if n * bytes_per_item < min_parallel:
         return n  # too little work to pay for waking the threads (tens of microseconds)
-    grain = max(1, min(n, target // max(int(bytes_per_item), 1)))
-    t = num_threads()
+    grain = max(1, min(n, target // max(bytes_per_item, 1)))
     count = -(-n // grain)
     if t <= 1 or n < t:
         return -(-n // count)

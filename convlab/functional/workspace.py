@@ -13,6 +13,7 @@ setting is the process's, so it applies to everything else in it too (PyTorch's 
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import sys
 import threading
@@ -45,13 +46,12 @@ def scratch(xp, shape, dtype, slot="default"):
     The buffer grows to the largest size requested; the returned view is only valid until the
     next call with the same slot on this thread.
     """
-    pool = getattr(_local, "pool", None)
-    if pool is None:
+    try:
+        pool = _local.pool
+    except AttributeError:
         pool = _local.pool = {}
-    size = 1
-    for s in shape:
-        size *= s
-    key = (slot, xp.__name__, dtype)  # dtype objects hash fast; str(dtype) cost microseconds
+    size = math.prod(shape)
+    key = (slot, xp, dtype)  # dtype objects hash fast; str(dtype) cost microseconds
     buf = pool.get(key)
     if buf is None or buf.size < size:
         buf = pool[key] = xp.empty(size, dtype=dtype)

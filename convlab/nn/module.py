@@ -53,6 +53,11 @@ class _HookHandle:
         self._hooks.pop(self._key, None)
 
 
+# What forward writes on every call: never a parameter, buffer or submodule, so setting it skips
+# the registration checks below (each layer sets one or two per step).
+_STEP_STATE = frozenset({"_cache", "_relu_out"})
+
+
 class Module:
     """Base class: registers parameters, buffers and submodules set as attributes."""
 
@@ -66,6 +71,9 @@ class Module:
 
     # -- registration -------------------------------------------------------------------
     def __setattr__(self, name, value):
+        if name in _STEP_STATE:
+            object.__setattr__(self, name, value)
+            return
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() first")
         params, mods, bufs = self._parameters, self._modules, self._buffers
