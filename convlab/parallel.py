@@ -259,6 +259,8 @@ def _grain(n, bytes_per_item, target, t, min_parallel):
 
 def dense_flat(a):
     """A 1-D view of `a`'s memory when it is dense in some axis order (e.g. channels-last), else None."""
+    if a.flags.c_contiguous:  # the common case, without the sort (6 us)
+        return a.reshape(-1)
     order = sorted(range(a.ndim), key=lambda i: -abs(a.strides[i]))
     v = a.transpose(order)
     if not v.flags.c_contiguous:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
+
 from .. import kernels
 from ..backend import get_array_module
 
@@ -17,7 +21,16 @@ def column_sum(a):
     """Sum of a (M, C) matrix down its columns, as a BLAS matrix-vector product (several times
     faster than a strided reduction when C is small)."""
     xp = get_array_module(a)
-    return _mm(xp.ones(a.shape[0], dtype=a.dtype), a)
+    ones = _ones(a.shape[0], a.dtype) if xp is np else xp.ones(a.shape[0], dtype=a.dtype)
+    return _mm(ones, a)
+
+
+@functools.lru_cache(maxsize=64)
+def _ones(n, dtype):
+    """A read-only vector of n ones, made once: column sums run per chunk on every step."""
+    v = np.ones(n, dtype=dtype)
+    v.flags.writeable = False
+    return v
 
 
 _THIN = 4096
