@@ -20,7 +20,7 @@ from ..backend import get_array_module
 from ..parallel import Sums, grain_for, parallel_for
 from .activation import relu_inplace
 from .linear import column_sum, reduce_matmul, tall_matmul
-from .workspace import scratch
+from .workspace import scratch, zero_bordered
 
 
 def _pair(v, name):
@@ -59,21 +59,14 @@ def resolve_padding(padding, kernel_size, stride, dilation):
     return (ph, ph, pw, pw)
 
 
-def _pad_nhwc(x_nhwc, pads, xp, slot="pad", zero_rows=True):
-    """x (N, H, W, C) with zeros around it, in this thread's scratch buffer `slot` (x itself when
-    there is no padding). zero_rows=False leaves the padding rows above and below unwritten, for
-    a caller that never reads them (the row path skips them: see `_row_matmul`)."""
+def _pad_nhwc(x_nhwc, pads, xp, slot="pad"):
+    """x (N, H, W, C) with zeros around it, in this thread's buffer for `slot` and this geometry,
+    whose border is already zero (see `zero_bordered`); x itself when there is no padding."""
     pt, pb, pl, pr = pads
     if not any(pads):
         return x_nhwc
     n, h, w, c = x_nhwc.shape
-    out = scratch(xp, (n, h + pt + pb, w + pl + pr, c), x_nhwc.dtype, slot)
-    # Zero only the border, then copy the interior once.
-    if zero_rows:
-        out[:, :pt] = 0
-        out[:, pt + h:] = 0
-    out[:, pt:pt + h, :pl] = 0
-    out[:, pt:pt + h, pl + w:] = 0
+    out = zero_bordered(xp, (n, h + pt + pb, w + pl + pr, c), x_nhwc.dtype, slot, pads)
     out[:, pt:pt + h, pl:pl + w, :] = x_nhwc
     return out
 
@@ -193,11 +186,7 @@ def im2col_planar(x, pads, kernel_size, stride, dilation, out_hw, out):
     n, c, h, w = x.shape
     pt, pb, pl, pr = pads
     if any(pads):
-        xb = scratch(xp, (n, c, h + pt + pb, w + pl + pr), x.dtype, "pad")
-        xb[:, :, :pt] = 0
-        xb[:, :, pt + h:] = 0
-        xb[:, :, pt:pt + h, :pl] = 0
-        xb[:, :, pt:pt + h, pl + w:] = 0
+        xb = zero_bordered(xp, (n, c, h + pt + pb, w + pl + pr), x.dtype, "planar", pads)
         xb[:, :, pt:pt + h, pl:pl + w] = x
     else:
         xb = x
@@ -325,8 +314,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu
         def body(s, e, t):
             m = (e - s) * ho * wo
             if by_rows:
-                # _row_matmul skips the padding rows: they are neither zeroed nor expanded
-                x_pad = _pad_nhwc(x_nhwc[s:e], pads, xp, zero_rows=False)
+                # _row_matmul skips the padding rows, so they are not expanded
+                x_pad = _pad_nhwc(x_nhwc[s:e], pads, xp)
                 z = row_expand(x_pad, kw, stride[1], dilation[1], wo,
                                out=scratch(xp, ((e - s) * x_pad.shape[1] * wo * kw * c,), x.dtype, "cols"),
                                rows=(pads[0], pads[0] + h))
@@ -460,8 +449,8 @@ def conv2d_backward(dy, cache, need_dx=True, relu_out=None):
                 sums.add(t, xp.matmul(cols_g.transpose(0, 2, 1), dyc.reshape(m, groups, og).transpose(1, 0, 2)), db)
         if need_dx and w_flip is not None:
             # Stride 1: dx is the full correlation of dy with the flipped kernel, one GEMM
-            # _row_matmul skips dy's padding rows: they are neither zeroed nor expanded
-            dy_pad = _pad_nhwc(dyc.reshape(e - s, ho, wo, o), t_pads, xp, "dypad", zero_rows=False)
+            # _row_matmul skips dy's padding rows, so they are not expanded
+            dy_pad = _pad_nhwc(dyc.reshape(e - s, ho, wo, o), t_pads, xp, "dypad")
             z = row_expand(dy_pad, kw, 1, dilation[1], w,
                            out=scratch(xp, ((e - s) * dy_pad.shape[1] * w * kw * o,), dy.dtype, "cols"),
                            rows=(t_pads[0], t_pads[0] + ho))

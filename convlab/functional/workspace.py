@@ -12,6 +12,7 @@ setting is the process's, so it applies to everything else in it too (PyTorch's 
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import math
 import os
@@ -58,6 +59,33 @@ def scratch(xp, shape, dtype, slot="default"):
     return buf[:size].reshape(shape)
 
 
+_BORDERED_KEEP = 16  # zero-bordered buffers kept per thread, the least recently used dropped first
+
+
+def zero_bordered(xp, shape, dtype, slot, border):
+    """A reused buffer of `shape` that is zero wherever its callers do not write: a padded input
+    whose padding (`border`, e.g. the pads) stays zero from one call to the next.
+
+    Each (slot, shape, dtype, border) gets its own buffer, made with zeros; callers write only
+    its interior, so padding a chunk costs one copy instead of a fill per border strip as well
+    (four short calls per chunk, each a GIL hand-over when two threads run chunks). The valid
+    view lasts until this thread's next call with the same key."""
+    try:
+        pool = _local.bordered
+    except AttributeError:
+        pool = _local.bordered = collections.OrderedDict()
+    key = (slot, xp, dtype, shape, border)
+    buf = pool.get(key)
+    if buf is None:
+        buf = pool[key] = xp.zeros(shape, dtype=dtype)
+        if len(pool) > _BORDERED_KEEP:
+            pool.popitem(last=False)
+    else:
+        pool.move_to_end(key)
+    return buf
+
+
 def release():
     """Drop this thread's scratch buffers (e.g. after switching to a smaller model)."""
     _local.pool = {}
+    _local.bordered = collections.OrderedDict()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from convlab import parallel
-from convlab.functional import conv, norm, pool
+from convlab.functional import conv, norm, pool, workspace
 from tests.gradcheck import check_op
 
 RTOL64 = 1e-10  # float64 against PyTorch
@@ -289,6 +289,52 @@ def test_conv2d_reads_no_scratch_it_did_not_write(name, monkeypatch):
             assert got is None
         else:
             np.testing.assert_array_equal(got, want)
+
+
+def _bordered_buffers():
+    return list(getattr(workspace._local, "bordered", {}).items())
+
+
+def test_padded_buffers_keep_a_zero_border_across_every_path():
+    """Padded inputs live in reused buffers whose border is never written (`zero_bordered`). Run
+    every case twice in one sequence, so each buffer is reused by later calls, and compare with
+    runs that each start from fresh buffers; then check every kept buffer's border is zero."""
+    fresh = {}
+    for name, case in CONV_CASES.items():
+        workspace.release()
+        fresh[name] = run_conv(case, *conv_inputs(case))
+    workspace.release()
+    for _ in range(2):
+        for name, case in CONV_CASES.items():
+            for got, want in zip(run_conv(case, *conv_inputs(case)), fresh[name]):
+                if want is None:
+                    assert got is None
+                else:
+                    np.testing.assert_array_equal(got, want, err_msg=name)
+    buffers = _bordered_buffers()
+    assert buffers, "no padded buffer was kept: the cases no longer pad through zero_bordered"
+    for (slot, _, _, shape, (pt, pb, pl, pr)), buf in buffers:
+        # NHWC buffers pad axes 1 and 2, the planar (N, C, H, W) one axes 2 and 3
+        a = buf if slot == "planar" else buf.transpose(0, 3, 1, 2)
+        border = np.ones(a.shape[2:], bool)
+        border[pt:a.shape[2] - pb, pl:a.shape[3] - pr] = False
+        assert not np.any(a[:, :, border]), f"{slot} {shape}: the padding was written"
+
+
+def test_same_padded_shape_with_other_pads_gets_its_own_buffer():
+    """14x14 padded by 2 and 16x16 padded by 1 both make an 18x18 buffer; sharing one would put the
+    second input's edge where the first expects zeros."""
+    workspace.release()
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((8, 4, 3, 3)).astype(np.float32)
+    xa = channels_last(rng.standard_normal((3, 4, 14, 14)).astype(np.float32))
+    xb = channels_last(rng.standard_normal((3, 4, 16, 16)).astype(np.float32))
+    ya, _ = conv.conv2d(xa, w, None, padding=2)
+    conv.conv2d(xb, w, None, padding=1)
+    ya2, _ = conv.conv2d(xa, w, None, padding=2)
+    np.testing.assert_array_equal(ya2, ya)
+    shapes = [(key[3], key[4]) for key, _ in _bordered_buffers()]
+    assert ((3, 18, 18, 4), (2, 2, 2, 2)) in shapes and ((3, 18, 18, 4), (1, 1, 1, 1)) in shapes
 
 
 @pytest.mark.parametrize("pixels, channels, repeats", [(784, 6, 196), (49, 50, 7), (13, 7, 13), (64, 4096, 1)])
