@@ -55,7 +55,7 @@ class _HookHandle:
 
 # What forward writes on every call: never a parameter, buffer or submodule, so setting it skips
 # the registration checks below (each layer sets one or two per step).
-_STEP_STATE = frozenset({"_cache", "_relu_out"})
+_STEP_STATE = frozenset({"_cache", "_relu_out", "_absorbed"})
 
 
 class Module:
