@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import kernels
 from ..backend import get_array_module
+from ..parallel import num_threads, parallel_for
 
 
 def _mm(a, b):
@@ -93,9 +94,26 @@ def linear(x, weight, bias=None):
     return y, (x, weight, bias is not None)
 
 
+# Multiply-adds in each of the backward's two products above which they run at once, one per
+# thread: each is one long BLAS call (BLAS itself runs single-threaded under convlab).
+_BOTH_AT_ONCE_MACS = 1 << 22
+
+
 def linear_backward(dy, cache):
     """Gradients (dx, dweight, dbias)."""
     x, weight, has_bias = cache
+    if type(dy) is np.ndarray and dy.shape[0] * weight.size >= _BOTH_AT_ONCE_MACS and num_threads() > 1:
+        out = {}
+
+        def task(s, e, t):
+            if s == 0:
+                out["dx"] = dy @ weight
+            else:
+                out["dw"] = dy.T @ x
+                out["db"] = column_sum(dy) if has_bias else None
+
+        parallel_for(2, 1, task)
+        return out["dx"], out["dw"], out["db"]
     dx = _mm(dy, weight)
     dw = _mm(dy.T, x)
     db = column_sum(dy) if has_bias else None

@@ -77,3 +77,49 @@ def test_tall_matmul_writes_the_plain_product(m, k, o):
     out = np.full((m, o), np.nan)
     assert tall_matmul(a, b, out) is out
     np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_large_linear_backward_runs_both_products_at_once_and_equals_one_thread(bias, monkeypatch):
+    """Above _BOTH_AT_ONCE_MACS, dx and (dw, db) run as two tasks of one parallel region: the
+    same BLAS calls, so with two threads the gradients equal one thread's bit for bit, and match
+    the plain products."""
+    import importlib
+
+    from convlab import parallel
+
+    linear = importlib.import_module("convlab.functional.linear")
+    saved = parallel.num_threads()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((128, 400)).astype(np.float32)
+    w = rng.standard_normal((120, 400)).astype(np.float32)
+    b = rng.standard_normal(120).astype(np.float32) if bias else None
+    dy = rng.standard_normal((128, 120)).astype(np.float32)
+    assert dy.shape[0] * w.size >= linear._BOTH_AT_ONCE_MACS
+    _, cache = F.linear(x, w, b)
+    regions = []
+    real = linear.parallel_for
+
+    def watched(n, grain, body):
+        regions.append((n, grain))
+        return real(n, grain, body)
+
+    monkeypatch.setattr(linear, "parallel_for", watched)
+    try:
+        parallel.set_num_threads(1)
+        one = F.linear_backward(dy, cache)
+        assert regions == []
+        parallel.set_num_threads(2)
+        two = F.linear_backward(dy, cache)
+        assert regions == [(2, 1)]
+    finally:
+        parallel.set_num_threads(saved)
+    for got, want in zip(two, one):
+        if want is None:
+            assert got is None
+        else:
+            np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(two[0], dy @ w, rtol=1e-5)
+    np.testing.assert_allclose(two[1], dy.T @ x, rtol=1e-5)
+    if bias:
+        np.testing.assert_allclose(two[2], dy.sum(axis=0), rtol=1e-4, atol=1e-4)
