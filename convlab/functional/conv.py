@@ -183,6 +183,15 @@ def _planar(x, weight, groups):
     return groups == 1 and x.strides[3] == x.itemsize and c * kw < 16
 
 
+def _planar_cols(xp, k, m, dtype, ones):
+    """A (k, m) buffer for planar columns; with ones=True, (k + 1, m) whose last row is ones, kept
+    from call to call (`zero_bordered`: only rows :k are written), so a layer with a bias gets it
+    from the GEMM, forward and backward alike, instead of a pass over its output or a fill."""
+    if not ones:
+        return scratch(xp, (k, m), dtype, "cols")
+    return zero_bordered(xp, (k + 1, m), dtype, "planar cols", "ones row", init=lambda b: b[k].fill(1))
+
+
 def im2col_planar(x, pads, kernel_size, stride, dilation, out_hw, out):
     """Copy the windows of x (N, C, H, W), zero-padded by `pads`, into (C·kh·kw, N·Ho·Wo) columns:
     each row a shifted input plane, so the copy runs along image rows."""
@@ -290,7 +299,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu
     x_nhwc = x.transpose(0, 2, 3, 1)
     geom = ((kh, kw), stride, dilation, (ho, wo))
     y = xp.empty((n * ho * wo, o), dtype=x.dtype)
-    pointwise, planar = _is_pointwise(weight.shape, pads, stride, groups), _planar(x, weight, groups)
+    pointwise = _is_pointwise(weight.shape, pads, stride, groups)
+    planar = not pointwise and _planar(x, weight, groups)
     by_rows = not pointwise and not planar and _by_rows(groups, stride, False, weight.shape)
     if pointwise:
         w_mat = weight.reshape(o, c).T
@@ -298,12 +308,15 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu
         def body(s, e, t):
             xp.matmul(x_nhwc[s:e].reshape(-1, c), w_mat, out=y[s * ho * wo:e * ho * wo])
     elif planar:
-        w_mat = weight.reshape(o, c * kh * kw).T
+        k = c * kh * kw
+        w_mat = weight.reshape(o, k).T
+        if bias is not None:  # the bias as the weights of the columns' row of ones
+            w_mat = xp.concatenate([w_mat, bias[None].astype(w_mat.dtype)])
 
         def body(s, e, t):
-            m = (e - s) * ho * wo
-            cols = im2col_planar(x[s:e], pads, *geom, out=scratch(xp, (m * kh * kw * c,), x.dtype, "cols"))
-            tall_matmul(cols.T, w_mat, out=y[s * ho * wo:e * ho * wo])
+            buf = _planar_cols(xp, k, (e - s) * ho * wo, x.dtype, ones=bias is not None)
+            im2col_planar(x[s:e], pads, *geom, out=buf[:k])
+            tall_matmul(buf.T, w_mat, out=y[s * ho * wo:e * ho * wo])
     elif _is_depthwise(x.shape, weight.shape, groups):
         w_dw = xp.ascontiguousarray(weight[:, 0].transpose(1, 2, 0))  # (kh, kw, C)
 
@@ -336,7 +349,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu
             cols_g = cols.reshape(m, kh * kw, groups, cg).transpose(2, 0, 1, 3).reshape(groups, m, kh * kw * cg)
             yc[...] = xp.matmul(cols_g, w_g).transpose(1, 0, 2).reshape(m, o)
 
-    bias_rows = None if bias is None else _tiled_bias(bias, ho * wo, xp)
+    bias_rows = None if bias is None or planar else _tiled_bias(bias, ho * wo, xp)
 
     def run(s, e, t):
         body(s, e, t)
@@ -411,12 +424,10 @@ def conv2d_backward(dy, cache, need_dx=True, relu_out=None):
             dx_pad = scratch(xp, padded, dy.dtype, "dxpad") if any(pads) else dx[s:e]
             dx_pad[...] = 0
         if planar:
-            # a row of ones under the columns makes the bias gradient the product's last row
+            # the row of ones under the columns makes the bias gradient the product's last row
             k = c * kh * kw
-            buf = scratch(xp, (k + has_bias, m), dy.dtype, "cols")
+            buf = _planar_cols(xp, k, m, dy.dtype, ones=has_bias)
             im2col_planar(x[s:e], pads, *geom, out=buf[:k])
-            if has_bias:
-                buf[k] = 1
             grads = reduce_matmul(buf, dyc)  # (C·kh·kw [+ 1], O)
             sums.add(t, grads[:k], grads[k] if has_bias else None)
         elif depthwise:

@@ -62,14 +62,15 @@ def scratch(xp, shape, dtype, slot="default"):
 _BORDERED_KEEP = 16  # zero-bordered buffers kept per thread, the least recently used dropped first
 
 
-def zero_bordered(xp, shape, dtype, slot, border):
+def zero_bordered(xp, shape, dtype, slot, border, init=None):
     """A reused buffer of `shape` that is zero wherever its callers do not write: a padded input
     whose padding (`border`, e.g. the pads) stays zero from one call to the next.
 
     Each (slot, shape, dtype, border) gets its own buffer, made with zeros; callers write only
     its interior, so padding a chunk costs one copy instead of a fill per border strip as well
     (four short calls per chunk, each a GIL hand-over when two threads run chunks). The valid
-    view lasts until this thread's next call with the same key."""
+    view lasts until this thread's next call with the same key. init(buf), when given, runs once on
+    a new buffer: what it writes outside the interior stays too (a row of ones, say)."""
     try:
         pool = _local.bordered
     except AttributeError:
@@ -78,6 +79,8 @@ def zero_bordered(xp, shape, dtype, slot, border):
     buf = pool.get(key)
     if buf is None:
         buf = pool[key] = xp.zeros(shape, dtype=dtype)
+        if init is not None:
+            init(buf)
         if len(pool) > _BORDERED_KEEP:
             pool.popitem(last=False)
     else:

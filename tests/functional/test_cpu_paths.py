@@ -112,6 +112,7 @@ CONV_CASES = {
     "im2col 1x1 stride 2": ConvCase((5, 16, 7, 8), 24, 1, "im2col", "offset", stride=2, channels_last=True),
     "pointwise 1x1": ConvCase((5, 16, 6, 7), 24, 1, "pointwise", "pointwise"),
     "pointwise 1x1 channels-last": ConvCase((5, 16, 6, 7), 24, 1, "pointwise", "pointwise", channels_last=True),
+    "pointwise 1x1 C=3 NCHW (planar-shaped, pointwise wins)": ConvCase((5, 3, 6, 7), 8, 1, "pointwise", "pointwise"),
     "depthwise 3x3": ConvCase((5, 8, 8, 9), 8, 3, "depthwise", "depthwise flip", padding=1, groups=8,
                               channels_last=True),
     "depthwise 5x5 dilation 2 same": ConvCase((5, 8, 9, 10), 8, 5, "depthwise", "depthwise flip", padding="same",
