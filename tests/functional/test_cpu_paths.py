@@ -299,15 +299,34 @@ def _bordered_buffers():
     return list(getattr(workspace._local, "bordered", {}).items())
 
 
+def assert_kept_buffers_intact():
+    """What callers never write in the kept buffers is as it was made: padding zero, the planar
+    columns' row of ones all ones."""
+    buffers = _bordered_buffers()
+    for (slot, _, _, shape, border), buf in buffers:
+        if slot == "planar cols":
+            assert np.all(buf[-1] == 1), f"{slot} {shape}: the row of ones was written"
+            continue
+        pt, pb, pl, pr = border
+        # NHWC buffers pad axes 1 and 2, the planar (N, C, H, W) one axes 2 and 3
+        a = buf if slot == "planar" else buf.transpose(0, 3, 1, 2)
+        outside = np.ones(a.shape[2:], bool)
+        outside[pt:a.shape[2] - pb, pl:a.shape[3] - pr] = False
+        assert not np.any(a[:, :, outside]), f"{slot} {shape}: the padding was written"
+    return {key[0] for key, _ in buffers}
+
+
 def test_padded_buffers_keep_a_zero_border_across_every_path():
-    """Padded inputs live in reused buffers whose border is never written (`zero_bordered`). Run
-    every case twice in one sequence, so each buffer is reused by later calls, and compare with
-    runs that each start from fresh buffers; then check every kept buffer's border is zero."""
+    """Padded inputs (and the planar columns' row of ones) live in reused buffers that callers
+    write only inside (`zero_bordered`). Run every case twice in one sequence, so each buffer is
+    reused by later calls, and compare with runs that each start from fresh buffers; after each
+    run, check every kept buffer is intact outside."""
     fresh = {}
     for name, case in CONV_CASES.items():
         workspace.release()
         fresh[name] = run_conv(case, *conv_inputs(case))
     workspace.release()
+    slots = set()
     for _ in range(2):
         for name, case in CONV_CASES.items():
             for got, want in zip(run_conv(case, *conv_inputs(case)), fresh[name]):
@@ -315,14 +334,9 @@ def test_padded_buffers_keep_a_zero_border_across_every_path():
                     assert got is None
                 else:
                     np.testing.assert_array_equal(got, want, err_msg=name)
-    buffers = _bordered_buffers()
-    assert buffers, "no padded buffer was kept: the cases no longer pad through zero_bordered"
-    for (slot, _, _, shape, (pt, pb, pl, pr)), buf in buffers:
-        # NHWC buffers pad axes 1 and 2, the planar (N, C, H, W) one axes 2 and 3
-        a = buf if slot == "planar" else buf.transpose(0, 3, 1, 2)
-        border = np.ones(a.shape[2:], bool)
-        border[pt:a.shape[2] - pb, pl:a.shape[3] - pr] = False
-        assert not np.any(a[:, :, border]), f"{slot} {shape}: the padding was written"
+            slots |= assert_kept_buffers_intact()
+    # every kind of kept buffer was made and checked at some point
+    assert slots == {"pad", "dypad", "planar", "planar cols"}
 
 
 def test_same_padded_shape_with_other_pads_gets_its_own_buffer():
