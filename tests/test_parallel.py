@@ -1,8 +1,11 @@
 """convlab.parallel: the thread count and where it comes from, chunking, parallel_for's thread
-assignment, nesting and error handling, per-thread sums, grain_for and elementwise."""
+assignment, nesting and error handling, how workers wait (spinning, then parked), per-thread
+sums, grain_for and elementwise. Every test runs twice: with workers that spin between regions
+and with workers that only block."""
 
 import os
 import re
+import sys
 import threading
 import time
 
@@ -17,6 +20,25 @@ def restore_threads():
     saved = parallel.num_threads()
     yield
     parallel.set_num_threads(saved)
+
+
+_SPIN = parallel._SpinLocks.load()
+
+
+def _use_spin(spin):
+    """Stop the pool and give the next one these spin locks (None: decide again from the env)."""
+    with parallel._busy, parallel._lock:
+        parallel._stop_pool()
+        parallel._state["spin"] = spin
+
+
+@pytest.fixture(autouse=True, params=["spin", "block"])
+def wait_mode(request):
+    if request.param == "spin" and _SPIN is None:
+        pytest.skip("this C library has no pthread spin locks")
+    _use_spin(_SPIN if request.param == "spin" else False)
+    yield request.param
+    _use_spin(None)
 
 
 # -- the thread count --------------------------------------------------------------------------
@@ -424,3 +446,120 @@ def test_elementwise_declines_arrays_without_one_shared_dense_layout(case):
     assert parallel.elementwise(lambda *arrays: calls.append(1), out, *inputs) is False
     assert calls == []
     assert np.all(out == 7.0)
+
+
+# -- how workers wait between regions ----------------------------------------------------------
+def _cpu_seconds(thread):
+    """CPU time a thread has used so far (Linux: /proc, in clock ticks of 10 ms)."""
+    with open(f"/proc/self/task/{thread.native_id}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _watchers():
+    return {th for th in threading.enumerate() if th.name == "convlab-watcher"}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread CPU time from /proc")
+def test_between_regions_a_worker_spins_a_while_then_parks(wait_mode, monkeypatch):
+    monkeypatch.setattr(parallel, "SPIN_SECONDS", 0.1)  # parked 0.1-0.2 s after the last region
+    parallel.set_num_threads(2)
+    parallel.parallel_for(4, 1, record)
+    worker = parallel._state["pool"][0]
+    before = _cpu_seconds(worker.thread)
+    time.sleep(0.08)
+    used = _cpu_seconds(worker.thread) - before
+    if wait_mode == "block":
+        assert not worker.spinning and used <= 0.02
+    else:
+        assert worker.spinning and used >= 0.02  # on its CPU most of the 80 ms, not asleep
+    deadline = time.monotonic() + 5
+    while worker.spinning and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not worker.spinning
+    before = _cpu_seconds(worker.thread)
+    time.sleep(0.1)
+    assert _cpu_seconds(worker.thread) - before <= 0.02  # parked: blocked, no CPU
+    # the next region wakes it, chunk k still on thread k mod T, and it spins again after
+    result = parallel.parallel_for(6, 1, record)
+    assert [[t for _, _, t, _ in r] for r in result] == [[0, 0, 0], [1, 1, 1]]
+    assert worker.spinning == (wait_mode == "spin")
+
+
+def test_regions_back_to_back_and_after_parking_get_every_chunk_once(wait_mode, monkeypatch):
+    monkeypatch.setattr(parallel, "SPIN_SECONDS", 0.002)
+    parallel.set_num_threads(2)
+    for i in range(300):
+        if i % 50 == 0:
+            time.sleep(0.01)  # long enough for the watcher to park the worker
+        result = parallel.parallel_for(4, 1, lambda s, e, t: (s, t, threading.get_ident()))
+        assert [[(s, t) for s, t, _ in r] for r in result] == [[(0, 0), (2, 0)], [(1, 1), (3, 1)]]
+        assert result[0][0][2] != result[1][0][2]
+
+
+@pytest.mark.parametrize("raw, spins", [("0", False), ("1", True), ("", True), (" 1 ", True)])
+def test_convlab_spin_env_chooses_how_workers_wait(monkeypatch, raw, spins):
+    monkeypatch.setenv("CONVLAB_SPIN", raw)
+    _use_spin(None)
+    parallel.set_num_threads(2)
+    parallel.parallel_for(4, 1, record)
+    assert parallel._state["pool"][0].spinning == (spins and _SPIN is not None)
+
+
+def test_convlab_spin_env_rejects_other_values(monkeypatch):
+    monkeypatch.setenv("CONVLAB_SPIN", "yes")
+    _use_spin(None)
+    parallel.set_num_threads(2)
+    with pytest.raises(ValueError, match=r"CONVLAB_SPIN must be 0 .* or 1 .*got 'yes'"):
+        parallel.parallel_for(4, 1, record)
+
+
+def test_with_more_threads_than_cpus_workers_never_spin():
+    parallel.set_num_threads(parallel._cpus() + 1)
+    before = _watchers()
+    result = parallel.parallel_for(12, 1, record)
+    assert len(result) == parallel._cpus() + 1
+    assert not any(w.spinning for w in parallel._state["pool"])
+    assert _watchers() <= before  # and no watcher: nothing to park
+
+
+def test_replacing_a_pool_ends_its_workers_and_its_watcher(wait_mode, monkeypatch):
+    monkeypatch.setattr(parallel, "SPIN_SECONDS", 0.01)
+    parallel.set_num_threads(2)
+    before = _watchers()
+    parallel.parallel_for(4, 1, record)
+    workers = [w.thread for w in parallel._state["pool"]]
+    watcher = _watchers() - before
+    assert len(watcher) == (1 if wait_mode == "spin" else 0)
+    parallel.set_num_threads(1)
+    assert not any(th.is_alive() for th in workers)
+    for th in watcher:
+        th.join(timeout=5)
+        assert not th.is_alive()
+    assert parallel.parallel_for(4, 1, record) == [[(0, 1, 0, threading.get_ident()), (1, 2, 0, threading.get_ident()),
+                                                    (2, 3, 0, threading.get_ident()), (3, 4, 0, threading.get_ident())]]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_starts_a_pool_of_its_own(wait_mode):
+    parallel.set_num_threads(2)
+    parallel.parallel_for(4, 1, record)  # the parent's workers are up (spinning, in spin mode)
+    pid = os.fork()
+    if pid == 0:  # the child: none of the parent's threads exist here
+        code = 3
+        try:
+            result = parallel.parallel_for(4, 1, lambda s, e, t: (s, t))
+            code = 0 if result == [[(0, 0), (2, 0)], [(1, 1), (3, 1)]] else 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 30
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    if not done:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    assert done and os.waitstatus_to_exitcode(status) == 0
+    assert len(parallel.parallel_for(4, 1, record)) == 2  # and the parent's pool still works
