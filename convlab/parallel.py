@@ -123,7 +123,7 @@ class _SpinLocks:
 
             libc = ctypes.CDLL(None)
             fns = libc.pthread_spin_init, libc.pthread_spin_lock, libc.pthread_spin_unlock
-        except (OSError, AttributeError):
+        except (OSError, AttributeError, TypeError):  # TypeError: Windows has no CDLL(None)
             return None
         for f in fns:
             f.restype = ctypes.c_int

@@ -563,3 +563,19 @@ def test_a_forked_child_starts_a_pool_of_its_own(wait_mode):
         os.waitpid(pid, 0)
     assert done and os.waitstatus_to_exitcode(status) == 0
     assert len(parallel.parallel_for(4, 1, record)) == 2  # and the parent's pool still works
+
+
+def test_without_spin_locks_in_the_c_library_workers_only_block(monkeypatch):
+    import ctypes
+
+    class NoSpinLocks:  # a C library without pthread_spin_* (macOS)
+        def __init__(self, name):
+            pass
+
+    monkeypatch.setattr(ctypes, "CDLL", NoSpinLocks)
+    assert parallel._SpinLocks.load() is None
+    _use_spin(None)
+    parallel.set_num_threads(2)
+    result = parallel.parallel_for(4, 1, lambda s, e, t: (s, t))
+    assert result == [[(0, 0), (2, 0)], [(1, 1), (3, 1)]]
+    assert parallel._state["spin"] is False and not parallel._state["pool"][0].spinning
