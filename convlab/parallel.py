@@ -83,6 +83,20 @@ def set_num_threads(n: int) -> None:
         _limit_blas()
 
 
+def set_spin(enabled: bool | None) -> None:
+    """Whether worker threads spin between regions (True; where the C library has spin locks) or
+    block at once (False); None: the default, $CONVLAB_SPIN, else spinning. Blocking leaves the
+    cores to the process's other threads between ops: the desktop app turns spinning off, so its
+    GUI thread gets a core while a run trains."""
+    if enabled is not None and not isinstance(enabled, bool):
+        raise ValueError(f"set_spin takes True, False or None, got {enabled!r}")
+    if getattr(_local, "inside", False):
+        raise RuntimeError("set_spin was called from inside a parallel_for chunk; call it between ops")
+    with _busy, _lock:  # waits for a region another thread is running
+        _stop_pool()
+        _state["spin"] = None if enabled is None else (enabled and _SpinLocks.load()) or False
+
+
 def _stop_pool():
     """Stop the workers and their watcher (the caller holds _busy and _lock); the next region
     starts a new pool."""

@@ -22,6 +22,7 @@ if not os.environ.get("DISPLAY"):
 from PyQt6.QtCore import QTimer  # noqa: E402
 from PyQt6.QtWidgets import QApplication  # noqa: E402
 
+from convlab import parallel  # noqa: E402
 from convlab.train import TrainConfig, make_trainer  # noqa: E402
 
 
@@ -105,6 +106,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     root = data_root(args)
+    parallel.set_spin(False)  # the app's setting (see MainWindow), in both arms: same engine, app or not
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-gui-runs-") as out:
         # A process trains faster after its first run (allocator and caches warm up), so one discarded

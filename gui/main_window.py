@@ -24,6 +24,7 @@ from PyQt6.QtWidgets import (
 
 import convlab.data
 import convlab.models
+from convlab import parallel
 from convlab.inspect import summary
 from convlab.train import TrainConfig
 from convlab_gui import export
@@ -61,6 +62,10 @@ class MainWindow(QMainWindow):
 
     def __init__(self, session: TrainingSession | None = None, refresh_hz: float = REFRESH_HZ):
         super().__init__()
+        # convlab's CPU workers block between ops here instead of spinning: the GUI thread needs a
+        # core while a run trains (spinning doubled the event loop's p95 lateness, 15 -> 30 ms, in
+        # scripts/bench_gui, and did not make the app's runs faster)
+        parallel.set_spin(False)
         self.setWindowTitle("convlab — training lab")
         self.resize(1500, 920)
         self.session = session or TrainingSession()

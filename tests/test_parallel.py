@@ -579,3 +579,33 @@ def test_without_spin_locks_in_the_c_library_workers_only_block(monkeypatch):
     result = parallel.parallel_for(4, 1, lambda s, e, t: (s, t))
     assert result == [[(0, 0), (2, 0)], [(1, 1), (3, 1)]]
     assert parallel._state["spin"] is False and not parallel._state["pool"][0].spinning
+
+
+def test_set_spin_chooses_how_the_next_pool_waits(monkeypatch):
+    monkeypatch.delenv("CONVLAB_SPIN", raising=False)
+    parallel.set_num_threads(2)
+    for enabled, spins in ((False, False), (True, _SPIN is not None), (None, _SPIN is not None), (False, False)):
+        parallel.parallel_for(4, 1, record)
+        old = parallel._state["pool"][0]
+        parallel.set_spin(enabled)
+        assert not old.thread.is_alive()  # the pool that waited the other way is gone
+        result = parallel.parallel_for(4, 1, lambda s, e, t: (s, t))
+        assert result == [[(0, 0), (2, 0)], [(1, 1), (3, 1)]]
+        assert parallel._state["pool"][0].spinning == spins
+
+
+@pytest.mark.parametrize("bad", [0, 1, "no", 0.0])
+def test_set_spin_rejects_anything_but_a_bool_or_none(bad):
+    with pytest.raises(ValueError, match=r"set_spin takes True, False or None, got"):
+        parallel.set_spin(bad)
+
+
+def test_set_spin_inside_a_chunk_is_refused_not_a_deadlock():
+    parallel.set_num_threads(2)
+
+    def body(s, e, t):
+        parallel.set_spin(False)
+
+    with pytest.raises(RuntimeError, match="set_spin was called from inside a parallel_for chunk"):
+        parallel.parallel_for(4, 1, body)
+    assert len(parallel.parallel_for(4, 1, record)) == 2

@@ -45,3 +45,6 @@ def launch(qtbot, tmp_path):
         window.close()
         assert not window.session.worker or not window.session.worker.thread.is_alive(), \
             "closing the window must end the training thread"
+    from convlab import parallel
+
+    parallel.set_spin(None)  # the app turned spinning off for the process: back to the default

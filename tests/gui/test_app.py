@@ -48,3 +48,15 @@ def test_the_playground_loads_test_images_of_the_chosen_data_set(qtbot, launch, 
     qtbot.waitUntil(lambda: window.playground.output is not None, timeout=10_000)
     assert window.playground.output.shape == (1, 28, 28)
     assert window.playground.index.maximum() == 63
+
+
+def test_the_app_makes_convlabs_workers_block_between_ops(launch):
+    """The GUI thread needs a core while a run trains: no worker spins in the app."""
+    from convlab import parallel
+
+    parallel.set_spin(None)
+    try:
+        launch()
+        assert parallel._state["spin"] is False
+    finally:
+        parallel.set_spin(None)
