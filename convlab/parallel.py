@@ -175,7 +175,7 @@ class _Worker:
     start a task the caller unlocks baton k; the worker takes it, unlocks it again and runs the
     task, then waits on baton k^1, still held. At the end of the region the caller locks baton k
     again (free by then). Two batons, so the worker can never take back the one it just let go.
-    A region with nothing to do took 52 µs with blocking waits, 26-31 µs this way. In 22 pairs of
+    A region with nothing to do, back to back, took 52-55 µs with blocking waits, 26-34 µs this way. In 22 pairs of
     `convlab.bench.models` runs, alternating CONVLAB_SPIN=0 and 1, LeNet-5 training ran at
     1.000-1.205× PyTorch's speed (median 1.07) spinning, 0.951-1.116× (median 1.05, five runs
     below 1.0) blocking: a blocking worker loses most when the host is busy."""
