@@ -7,7 +7,7 @@ one thread per chunk: im2col, GEMM and the strided adds of a chunk stay in that 
 and every op (not just the GEMMs) uses all cores.
 
 Between regions a worker spins for a few milliseconds (SPIN_SECONDS) before it blocks, as
-OpenMP's threads do: a blocked thread whose CPU has gone idle takes 55-90 µs to wake here, and a
+OpenMP's threads do: a blocked thread whose CPU has idled 1-3 ms takes 66-88 µs to wake here, and a
 LeNet-5 training step starts a region every 0.3-1.5 ms. It spins in C (a pthread spin lock,
 through ctypes), without the GIL, and only while the threads are no more than the CPUs;
 $CONVLAB_SPIN=0 makes the workers block at once.
@@ -160,8 +160,8 @@ class _SpinLocks:
 
 
 # After a region a worker spins for the next one for SPIN_SECONDS to twice that (how often the
-# watcher looks), then parks, blocked on a lock. A blocked worker's wake-up costs 55-90 µs here
-# once its vCPU has idled 0.5 ms or more (27 µs after 50 µs), and a LeNet-5 training step has
+# watcher looks), then parks, blocked on a lock. A blocked worker's wake-up costs 66-88 µs here
+# once its vCPU has idled 1-3 ms (26-30 µs after up to 0.2 ms), and a LeNet-5 training step has
 # regions 0.3-1.5 ms apart. OpenMP runtimes, PyTorch's among them, spin the same way.
 SPIN_SECONDS = 0.005
 _PARK = object()  # the task that tells a spinning worker to block instead
