@@ -181,14 +181,16 @@ class _Worker:
     below 1.0) blocking: a blocking worker loses most when the host is busy."""
 
     def __init__(self, index, spin):
-        self._go, self._done = threading.Lock(), threading.Lock()
+        self._go = threading.Lock()  # a parked (or never spinning) worker waits on it
         self._go.acquire()
-        self._done.acquire()
         self._task = self._outcome = None
         self._spin = spin
         self.spinning = False  # caller's view: the worker waits on baton k, not on _go
         self.parked = threading.Event()
-        if spin is not None:
+        if spin is None:
+            self._done = threading.Lock()  # released at a task's end
+            self._done.acquire()
+        else:
             self._words = []  # the spin locks' memory
             self._batons = [spin.new_held(self._words), spin.new_held(self._words)]
             self._ended = spin.new_held(self._words)  # unlocked by the worker at a task's end
